@@ -1,0 +1,248 @@
+// Package bolt is the embedded store backend: one bbolt file, fsynced on every
+// write, for a single Portcullis replica.
+package bolt
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	bbolt "go.etcd.io/bbolt"
+	bberrors "go.etcd.io/bbolt/errors"
+
+	"portcullis.dev/portcullis/store"
+)
+
+var (
+	bucketRecords     = []byte("records")
+	bucketExpiry      = []byte("expiry")
+	bucketRevocations = []byte("revocations")
+)
+
+// Store is a store.Store on a bbolt file.
+type Store struct {
+	db *bbolt.DB
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Open opens or creates the bbolt file at path. It fails after lockTimeout if
+// another process holds the file.
+func Open(path string, lockTimeout time.Duration) (*Store, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("bolt: %w", err)
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: lockTimeout, FreelistType: bbolt.FreelistMapType})
+	if err != nil {
+		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range [][]byte{bucketRecords, bucketExpiry, bucketRevocations} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("bolt: init %s: %w", path, err)
+	}
+	return &Store{db: db}, nil
+}
+
+// expiryKey orders records by expiry so PurgeExpired scans only what is due.
+func expiryKey(t time.Time, jti string) []byte {
+	k := make([]byte, 8, 8+len(jti))
+	binary.BigEndian.PutUint64(k, uint64(t.UnixNano()))
+	return append(k, jti...)
+}
+
+func wrap(err error) error {
+	if errors.Is(err, bberrors.ErrDatabaseNotOpen) {
+		return store.ErrClosed
+	}
+	return err
+}
+
+// CreateRecord implements store.Store.
+func (s *Store) CreateRecord(_ context.Context, r *store.Record) error {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("bolt: encode record: %w", err)
+	}
+	return wrap(s.db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket(bucketRecords)
+		if b.Get([]byte(r.JTI)) != nil {
+			return fmt.Errorf("bolt: record %q: %w", r.JTI, store.ErrExists)
+		}
+		if err := b.Put([]byte(r.JTI), data); err != nil {
+			return err
+		}
+		return tx.Bucket(bucketExpiry).Put(expiryKey(r.ExpiresAt, r.JTI), nil)
+	}))
+}
+
+// GetRecord implements store.Store.
+func (s *Store) GetRecord(_ context.Context, jti string) (*store.Record, error) {
+	var r *store.Record
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		data := tx.Bucket(bucketRecords).Get([]byte(jti))
+		if data == nil {
+			return fmt.Errorf("bolt: record %q: %w", jti, store.ErrNotFound)
+		}
+		r = new(store.Record)
+		return json.Unmarshal(data, r)
+	})
+	return r, wrap(err)
+}
+
+// ListRecords implements store.Store.
+func (s *Store) ListRecords(_ context.Context, opts store.ListOptions) ([]*store.Record, error) {
+	var out []*store.Record
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketRecords).ForEach(func(_, v []byte) error {
+			r := new(store.Record)
+			if err := json.Unmarshal(v, r); err != nil {
+				return fmt.Errorf("bolt: decode record: %w", err)
+			}
+			if opts.Subject == "" || r.Subject == opts.Subject {
+				out = append(out, r)
+			}
+			return nil
+		})
+	})
+	return out, wrap(err)
+}
+
+// Revoke implements store.Store.
+func (s *Store) Revoke(_ context.Context, rev *store.Revocation) error {
+	return wrap(s.db.Update(func(tx *bbolt.Tx) error {
+		revs := tx.Bucket(bucketRevocations)
+		if revs.Get([]byte(rev.Name)) != nil {
+			return fmt.Errorf("bolt: revocation %q: %w", rev.Name, store.ErrExists)
+		}
+		if rev.Scope == store.ScopeJTI {
+			records := tx.Bucket(bucketRecords)
+			data := records.Get([]byte(rev.Target))
+			if data == nil {
+				return fmt.Errorf("bolt: record %q: %w", rev.Target, store.ErrNotFound)
+			}
+			var r store.Record
+			if err := json.Unmarshal(data, &r); err != nil {
+				return fmt.Errorf("bolt: decode record: %w", err)
+			}
+			if r.RevokedAt == nil {
+				at := rev.Created
+				r.RevokedAt = &at
+				updated, err := json.Marshal(&r)
+				if err != nil {
+					return err
+				}
+				if err := records.Put([]byte(r.JTI), updated); err != nil {
+					return err
+				}
+			}
+			exp := r.ExpiresAt
+			rev.ExpiresAt = &exp
+		}
+		data, err := json.Marshal(rev)
+		if err != nil {
+			return fmt.Errorf("bolt: encode revocation: %w", err)
+		}
+		return revs.Put([]byte(rev.Name), data)
+	}))
+}
+
+// GetRevocation implements store.Store.
+func (s *Store) GetRevocation(_ context.Context, name string) (*store.Revocation, error) {
+	var rev *store.Revocation
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		data := tx.Bucket(bucketRevocations).Get([]byte(name))
+		if data == nil {
+			return fmt.Errorf("bolt: revocation %q: %w", name, store.ErrNotFound)
+		}
+		rev = new(store.Revocation)
+		return json.Unmarshal(data, rev)
+	})
+	return rev, wrap(err)
+}
+
+// ListRevocations implements store.Store.
+func (s *Store) ListRevocations(_ context.Context) ([]*store.Revocation, error) {
+	var out []*store.Revocation
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		return tx.Bucket(bucketRevocations).ForEach(func(_, v []byte) error {
+			rev := new(store.Revocation)
+			if err := json.Unmarshal(v, rev); err != nil {
+				return fmt.Errorf("bolt: decode revocation: %w", err)
+			}
+			out = append(out, rev)
+			return nil
+		})
+	})
+	return out, wrap(err)
+}
+
+// PurgeExpired implements store.Store.
+func (s *Store) PurgeExpired(_ context.Context, now time.Time) (int, error) {
+	n := 0
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		records, expiry, revs := tx.Bucket(bucketRecords), tx.Bucket(bucketExpiry), tx.Bucket(bucketRevocations)
+		limit := expiryKey(now, "")
+		var due [][]byte
+		c := expiry.Cursor()
+		for k, _ := c.First(); k != nil && bytes.Compare(k[:8], limit[:8]) < 0; k, _ = c.Next() {
+			due = append(due, bytes.Clone(k))
+		}
+		for _, k := range due {
+			if err := records.Delete(k[8:]); err != nil {
+				return err
+			}
+			if err := expiry.Delete(k); err != nil {
+				return err
+			}
+			n++
+		}
+		var gone [][]byte
+		err := revs.ForEach(func(k, v []byte) error {
+			var rev store.Revocation
+			if err := json.Unmarshal(v, &rev); err != nil {
+				return fmt.Errorf("bolt: decode revocation: %w", err)
+			}
+			if rev.ExpiresAt != nil && rev.ExpiresAt.Before(now) {
+				gone = append(gone, bytes.Clone(k))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range gone {
+			if err := revs.Delete(k); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return n, wrap(err)
+}
+
+// Ready implements store.Store.
+func (s *Store) Ready(_ context.Context) error {
+	return wrap(s.db.View(func(tx *bbolt.Tx) error {
+		if tx.Bucket(bucketRecords) == nil {
+			return errors.New("bolt: records bucket missing")
+		}
+		return nil
+	}))
+}
+
+// Close implements store.Store.
+func (s *Store) Close() error { return s.db.Close() }

@@ -1,0 +1,132 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors that are part of the Store contract. Backends wrap them with %w.
+var (
+	// ErrNotFound is returned when no record or revocation matches.
+	ErrNotFound = errors.New("store: not found")
+	// ErrExists is returned when a record or revocation with the same key is
+	// already stored.
+	ErrExists = errors.New("store: already exists")
+	// ErrClosed is returned by a store that was closed.
+	ErrClosed = errors.New("store: closed")
+)
+
+// Kind says which front door minted a token.
+type Kind string
+
+// The token kinds.
+const (
+	// KindServiceAccount tokens come from the TokenRequest front door.
+	KindServiceAccount Kind = "serviceaccount"
+)
+
+// BoundObject is the object a token is bound to (TokenRequest's boundObjectRef).
+type BoundObject struct {
+	APIVersion string `json:"apiVersion,omitempty"`
+	Kind       string `json:"kind"`
+	Name       string `json:"name"`
+	UID        string `json:"uid,omitempty"`
+}
+
+// Record is what the store knows about one minted token. The token value is
+// never part of it.
+type Record struct {
+	// JTI is the token's unique id, the record's key.
+	JTI string `json:"jti"`
+	// Kind is the front door that minted the token.
+	Kind Kind `json:"kind"`
+	// Subject is the username the token authenticates as.
+	Subject string `json:"subject"`
+	// UID is the user's uid in the review answer.
+	UID string `json:"uid,omitempty"`
+	// Groups are the user's groups in the review answer.
+	Groups []string `json:"groups,omitempty"`
+	// Extra is the user's extra information in the review answer.
+	Extra map[string][]string `json:"extra,omitempty"`
+	// Audiences are the token's audiences.
+	Audiences []string `json:"audiences"`
+	// KeyID is the kid of the key that signed the token.
+	KeyID string `json:"kid"`
+	// IssuedAt is when the token was minted, at full precision.
+	IssuedAt time.Time `json:"issuedAt"`
+	// ExpiresAt is when the token dies; the store's expiry wins over the token's.
+	ExpiresAt time.Time `json:"expiresAt"`
+	// Binding is the object the token is bound to, if any.
+	Binding *BoundObject `json:"binding,omitempty"`
+	// RevokedAt is set once the token was revoked by its jti.
+	RevokedAt *time.Time `json:"revokedAt,omitempty"`
+}
+
+// Scope says what a revocation applies to.
+type Scope string
+
+// The revocation scopes.
+const (
+	// ScopeJTI revokes one token.
+	ScopeJTI Scope = "jti"
+	// ScopeSubject revokes every token of a subject minted at or before the
+	// revocation.
+	ScopeSubject Scope = "subject"
+)
+
+// Revocation is a durable revocation: of one token (by jti) or of every token
+// of a subject minted up to its creation (a "not before" mark).
+type Revocation struct {
+	// Name identifies the revocation.
+	Name string `json:"name"`
+	// UID is a unique id given when the revocation was stored.
+	UID string `json:"uid"`
+	// Scope says what Target names.
+	Scope Scope `json:"scope"`
+	// Target is the jti or the subject.
+	Target string `json:"target"`
+	// Reason is the free-text reason given by the caller.
+	Reason string `json:"reason,omitempty"`
+	// RevokedBy is the username of the caller.
+	RevokedBy string `json:"revokedBy,omitempty"`
+	// Created is when the revocation took effect. Subject tokens issued at or
+	// before it are revoked.
+	Created time.Time `json:"created"`
+	// ExpiresAt, when set, is when the revocation may be purged because nothing
+	// it revokes can still be valid (a jti revocation ends with its record).
+	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
+}
+
+// ListOptions filters record listings.
+type ListOptions struct {
+	// Subject, when set, keeps only the records of that subject.
+	Subject string
+}
+
+// Store is the revocation and TTL store. Every method is safe for concurrent
+// use. A write that returns nil is durable (fsync or quorum) before it returns.
+type Store interface {
+	// CreateRecord stores a new record. ErrExists if its jti is taken.
+	CreateRecord(ctx context.Context, r *Record) error
+	// GetRecord returns the record with jti, or ErrNotFound.
+	GetRecord(ctx context.Context, jti string) (*Record, error)
+	// ListRecords returns the records that match opts, in no set order.
+	ListRecords(ctx context.Context, opts ListOptions) ([]*Record, error)
+	// Revoke stores rev. For ScopeJTI the record must exist (ErrNotFound
+	// otherwise); it is marked revoked and rev expires with it. ErrExists if a
+	// revocation with rev.Name exists. Revoking a token twice is allowed: the
+	// record keeps the first RevokedAt.
+	Revoke(ctx context.Context, rev *Revocation) error
+	// GetRevocation returns the revocation named name, or ErrNotFound.
+	GetRevocation(ctx context.Context, name string) (*Revocation, error)
+	// ListRevocations returns every stored revocation, in no set order.
+	ListRevocations(ctx context.Context) ([]*Revocation, error)
+	// PurgeExpired deletes records whose ExpiresAt is before now, and the
+	// revocations that expired with them, and says how many records went.
+	PurgeExpired(ctx context.Context, now time.Time) (int, error)
+	// Ready returns nil when the store can answer reads and writes.
+	Ready(ctx context.Context) error
+	// Close releases the store. Calls after Close return ErrClosed.
+	Close() error
+}
