@@ -1,0 +1,375 @@
+package authn
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jws"
+	"k8s.io/apiserver/pkg/authentication/authenticator"
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/utils/clock"
+
+	"portcullis.dev/portcullis/cache"
+	"portcullis.dev/portcullis/keys"
+	"portcullis.dev/portcullis/store"
+)
+
+// MaxTokenBytes is the largest token looked at; larger ones are refused
+// before any parsing.
+const MaxTokenBytes = 16 << 10
+
+// DefaultLeeway is the clock skew allowed on exp, nbf and iat, as Kubernetes
+// allows for service account tokens.
+const DefaultLeeway = 60 * time.Second
+
+// CredentialIDExtra is the extra key that names the credential in
+// kube-apiserver's audit log.
+const CredentialIDExtra = "authentication.kubernetes.io/credential-id"
+
+// Reason says why a token was not authenticated. It goes to debug logs and
+// metric labels, never to the caller.
+type Reason string
+
+// The reasons a token is refused.
+const (
+	ReasonEmpty          Reason = "empty"
+	ReasonTooLarge       Reason = "too_large"
+	ReasonMalformed      Reason = "malformed"
+	ReasonHeader         Reason = "forbidden_header"
+	ReasonAlgorithm      Reason = "algorithm"
+	ReasonUnknownKey     Reason = "unknown_key"
+	ReasonRetiredKey     Reason = "retired_key"
+	ReasonSignature      Reason = "signature"
+	ReasonIssuer         Reason = "issuer"
+	ReasonAudience       Reason = "audience"
+	ReasonExpired        Reason = "expired"
+	ReasonNotYetValid    Reason = "not_yet_valid"
+	ReasonIssuedInFuture Reason = "issued_in_future"
+	ReasonRecordMissing  Reason = "record_missing"
+	ReasonRecordMismatch Reason = "record_mismatch"
+	ReasonRecordExpired  Reason = "record_expired"
+	ReasonRevoked        Reason = "revoked"
+)
+
+// Result is the outcome of a review that could be decided.
+type Result struct {
+	// User is set when the token is authenticated.
+	User *user.DefaultInfo
+	// Audiences is the intersection of the token's and the requested audiences.
+	Audiences []string
+	// Reason is set when the token is not authenticated.
+	Reason Reason
+	// JTI is the token's id once its signature verified, for logs.
+	JTI string
+}
+
+// Authenticated reports whether the token was good.
+func (r Result) Authenticated() bool { return r.User != nil }
+
+// VerifierOptions configures a Verifier.
+type VerifierOptions struct {
+	// Issuer is the only accepted iss.
+	Issuer string
+	// APIAudiences are used when a review names no audiences.
+	APIAudiences []string
+	// Leeway is the allowed clock skew; zero means DefaultLeeway.
+	Leeway time.Duration
+	// Clock is the time source; nil means the real clock.
+	Clock clock.PassiveClock
+	// Logger gets the reasons for refusals at debug level.
+	Logger *slog.Logger
+}
+
+// Verifier checks tokens: signature, claims, then the exact store state.
+type Verifier struct {
+	opts  VerifierOptions
+	ring  *keys.Ring
+	cache *cache.Cache
+	log   *slog.Logger
+}
+
+var _ authenticator.Token = (*Verifier)(nil)
+
+// NewVerifier returns a Verifier over ring and c.
+func NewVerifier(ring *keys.Ring, c *cache.Cache, opts VerifierOptions) *Verifier {
+	if opts.Leeway == 0 {
+		opts.Leeway = DefaultLeeway
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Verifier{opts: opts, ring: ring, cache: c, log: opts.Logger}
+}
+
+// AuthenticateToken implements authenticator.Token for the issuer's own API:
+// audiences come from the request context.
+func (v *Verifier) AuthenticateToken(ctx context.Context, token string) (*authenticator.Response, bool, error) {
+	auds, _ := authenticator.AudiencesFrom(ctx)
+	res, err := v.Review(ctx, token, auds)
+	if err != nil {
+		return nil, false, err
+	}
+	if !res.Authenticated() {
+		return nil, false, nil
+	}
+	return &authenticator.Response{User: res.User, Audiences: res.Audiences}, true, nil
+}
+
+// header is the part of the JOSE header that is looked at. Fields that
+// would make the token name its own trust (jku, x5u, jwk, x5c) or demand
+// extensions (crit) are only checked for presence.
+type header struct {
+	Alg  string          `json:"alg"`
+	Kid  string          `json:"kid"`
+	JKU  json.RawMessage `json:"jku"`
+	X5U  json.RawMessage `json:"x5u"`
+	JWK  json.RawMessage `json:"jwk"`
+	X5C  json.RawMessage `json:"x5c"`
+	Crit json.RawMessage `json:"crit"`
+}
+
+// payload holds the registered claims that are checked.
+type payload struct {
+	Issuer    string   `json:"iss"`
+	Subject   string   `json:"sub"`
+	Audience  audience `json:"aud"`
+	Expiry    *int64   `json:"exp"`
+	NotBefore *int64   `json:"nbf"`
+	IssuedAt  *int64   `json:"iat"`
+	ID        string   `json:"jti"`
+}
+
+// audience accepts aud as an array (what Portcullis writes) or a string.
+type audience []string
+
+func (a *audience) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*a = []string{s}
+		return nil
+	}
+	return json.Unmarshal(b, (*[]string)(a))
+}
+
+// Review decides a token for the requested audiences (none: the API
+// audiences). The error is set only when the token could not be decided
+// (the store did not answer); a bad token is a Result with a Reason.
+func (v *Verifier) Review(ctx context.Context, token string, requested []string) (Result, error) {
+	if len(requested) == 0 {
+		requested = v.opts.APIAudiences
+	}
+	res, err := v.review(ctx, token, requested)
+	if err != nil {
+		v.log.DebugContext(ctx, "review undecided", "jti", res.JTI, "err", err)
+		return Result{}, err
+	}
+	if !res.Authenticated() {
+		v.log.DebugContext(ctx, "token refused", "reason", res.Reason, "jti", res.JTI)
+	}
+	return res, nil
+}
+
+func (v *Verifier) review(ctx context.Context, token string, requested []string) (Result, error) {
+	switch {
+	case token == "":
+		return Result{Reason: ReasonEmpty}, nil
+	case len(token) > MaxTokenBytes:
+		return Result{Reason: ReasonTooLarge}, nil
+	}
+	key := v.cache.TokenKey(token)
+	verified, hit := v.cache.Verified(key)
+	if hit {
+		// The signature was checked before; the key may have been retired since.
+		if _, err := v.ring.VerificationKey(verified.KeyID); err != nil {
+			return Result{Reason: keyReason(err), JTI: verified.JTI}, nil
+		}
+	} else {
+		var reason Reason
+		verified, reason = v.verify(token)
+		if reason != "" {
+			res := Result{Reason: reason}
+			if verified != nil {
+				res.JTI = verified.JTI
+			}
+			return res, nil
+		}
+	}
+	res := Result{JTI: verified.JTI}
+	now := v.opts.Clock.Now()
+	if reason := v.checkTimes(verified, now); reason != "" {
+		res.Reason = reason
+		return res, nil
+	}
+	res.Audiences = intersect(verified.Audiences, requested)
+	if len(res.Audiences) == 0 {
+		res.Reason = ReasonAudience
+		return res, nil
+	}
+	rec, err := v.cache.Record(ctx, verified.JTI)
+	if errors.Is(err, store.ErrNotFound) {
+		res.Reason = ReasonRecordMissing
+		return res, nil
+	}
+	if err != nil {
+		return res, fmt.Errorf("authn: record %s: %w", verified.JTI, err)
+	}
+	if rec.Subject != verified.Subject || rec.KeyID != verified.KeyID {
+		res.Reason = ReasonRecordMismatch
+		return res, nil
+	}
+	// The store's expiry wins: it may be shorter than the token's exp. It is
+	// the authority's own clock, so no leeway.
+	if !now.Before(rec.ExpiresAt) {
+		res.Reason = ReasonRecordExpired
+		return res, nil
+	}
+	if _, revoked, err := v.cache.Revoked(rec); err != nil {
+		return res, fmt.Errorf("authn: revocation state: %w", err)
+	} else if revoked {
+		res.Reason = ReasonRevoked
+		return res, nil
+	}
+	if !hit {
+		v.cache.RememberVerified(key, verified)
+	}
+	res.User = userFor(rec)
+	return res, nil
+}
+
+// verify checks everything that needs no store: shape, header, key,
+// signature, issuer and the presence of the claims. Cheap before expensive:
+// the issuer is checked on the unverified payload before the signature.
+func (v *Verifier) verify(token string) (*cache.Verified, Reason) {
+	first := strings.IndexByte(token, '.')
+	last := strings.LastIndexByte(token, '.')
+	if first <= 0 || last == first || last == len(token)-1 || strings.Count(token, ".") != 2 {
+		return nil, ReasonMalformed
+	}
+	var h header
+	if _, err := decodeSegment(token[:first], &h); err != nil {
+		return nil, ReasonMalformed
+	}
+	if h.JKU != nil || h.X5U != nil || h.JWK != nil || h.X5C != nil || h.Crit != nil {
+		return nil, ReasonHeader
+	}
+	alg, ok := allowedAlgorithm(h.Alg)
+	if !ok {
+		return nil, ReasonAlgorithm
+	}
+	var p payload
+	// WARNING: not verified yet; only used to refuse foreign issuers early.
+	rawPayload, err := decodeSegment(token[first+1:last], &p)
+	if err != nil {
+		return nil, ReasonMalformed
+	}
+	if p.Issuer != v.opts.Issuer {
+		return nil, ReasonIssuer
+	}
+	key, err := v.ring.VerificationKey(h.Kid)
+	if err != nil {
+		return nil, keyReason(err)
+	}
+	if key.Algorithm != alg {
+		return nil, ReasonAlgorithm
+	}
+	signed, err := jws.Verify([]byte(token), jws.WithKey(alg, key.RawPublic()))
+	if err != nil {
+		return nil, ReasonSignature
+	}
+	// The verified payload must be the bytes decoded above.
+	if !bytes.Equal(signed, rawPayload) {
+		return nil, ReasonMalformed
+	}
+	if p.Subject == "" || p.ID == "" || p.Expiry == nil || p.IssuedAt == nil || len(p.Audience) == 0 {
+		return &cache.Verified{JTI: p.ID}, ReasonMalformed
+	}
+	vt := &cache.Verified{
+		JTI:       p.ID,
+		Subject:   p.Subject,
+		KeyID:     key.ID,
+		Issuer:    p.Issuer,
+		Audiences: p.Audience,
+		IssuedAt:  time.Unix(*p.IssuedAt, 0),
+		Expiry:    time.Unix(*p.Expiry, 0),
+	}
+	if p.NotBefore != nil {
+		vt.NotBefore = time.Unix(*p.NotBefore, 0)
+	}
+	return vt, ""
+}
+
+func (v *Verifier) checkTimes(t *cache.Verified, now time.Time) Reason {
+	leeway := v.opts.Leeway
+	switch {
+	case now.After(t.Expiry.Add(leeway)):
+		return ReasonExpired
+	case !t.NotBefore.IsZero() && now.Add(leeway).Before(t.NotBefore):
+		return ReasonNotYetValid
+	case now.Add(leeway).Before(t.IssuedAt):
+		return ReasonIssuedInFuture
+	}
+	return ""
+}
+
+func keyReason(err error) Reason {
+	if errors.Is(err, keys.ErrRetiredKey) {
+		return ReasonRetiredKey
+	}
+	return ReasonUnknownKey
+}
+
+func allowedAlgorithm(name string) (jwa.SignatureAlgorithm, bool) {
+	for _, alg := range keys.Algorithms {
+		if alg.String() == name {
+			return alg, true
+		}
+	}
+	return "", false
+}
+
+// decodeSegment decodes one base64url JWS segment as JSON into into and
+// returns the raw bytes.
+func decodeSegment(seg string, into any) ([]byte, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(seg)
+	if err != nil {
+		return nil, err
+	}
+	return raw, json.Unmarshal(raw, into)
+}
+
+// intersect returns the audiences in both lists, in the order of want.
+func intersect(have, want []string) []string {
+	var out []string
+	for _, w := range want {
+		if slices.Contains(have, w) && !slices.Contains(out, w) {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// userFor builds the review answer's user from the record: the store, not
+// the token, is the authority on identity.
+func userFor(r *store.Record) *user.DefaultInfo {
+	extra := make(map[string][]string, len(r.Extra)+1)
+	for k, v := range r.Extra {
+		extra[k] = v
+	}
+	extra[CredentialIDExtra] = []string{"JTI=" + r.JTI}
+	return &user.DefaultInfo{Name: r.Subject, UID: r.UID, Groups: r.Groups, Extra: extra}
+}

@@ -1,0 +1,359 @@
+package authn
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jws"
+	"github.com/lestrrat-go/jwx/v2/jwk"
+	testingclock "k8s.io/utils/clock/testing"
+
+	"portcullis.dev/portcullis/cache"
+	"portcullis.dev/portcullis/issuer"
+	"portcullis.dev/portcullis/keys"
+	"portcullis.dev/portcullis/store"
+	"portcullis.dev/portcullis/store/bolt"
+)
+
+const (
+	testIssuer   = "https://portcullis.test"
+	testAudience = "https://kubernetes.default.svc"
+)
+
+// fixture is a real ring, bbolt store, cache, minter and verifier on a fake clock.
+type fixture struct {
+	clock    *testingclock.FakeClock
+	key      *keys.Key
+	ring     *keys.Ring
+	store    *bolt.Store
+	cache    *cache.Cache
+	minter   *issuer.Minter
+	verifier *Verifier
+}
+
+func newFixture(t testing.TB) *fixture {
+	t.Helper()
+	clk := testingclock.NewFakeClock(time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))
+	key, err := keys.Generate(jwa.ES256, rand.Reader, clk.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	key.State = keys.StateActive
+	ring, err := keys.NewRing([]*keys.Key{key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "p.db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	c, err := cache.New(st, cache.Options{Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	if err := c.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{
+		clock: clk, key: key, ring: ring, store: st, cache: c,
+		minter:   issuer.NewMinter(testIssuer, ring, c, clk, rand.Reader),
+		verifier: NewVerifier(ring, c, VerifierOptions{Issuer: testIssuer, APIAudiences: []string{testAudience}, Clock: clk}),
+	}
+}
+
+func (f *fixture) mint(t testing.TB, subject string, lifetime time.Duration, auds ...string) *issuer.Token {
+	t.Helper()
+	if len(auds) == 0 {
+		auds = []string{testAudience}
+	}
+	tok, err := f.minter.Mint(context.Background(), issuer.Request{
+		Kind: store.KindServiceAccount, Subject: subject, UID: "uid-1",
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:ns"}, Audiences: auds, Lifetime: lifetime,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// signRaw signs arbitrary header fields and claims with key, as an attacker
+// holding (or guessing) a key could.
+func signRaw(t *testing.T, alg jwa.SignatureAlgorithm, key any, hdr map[string]any, claims map[string]any) string {
+	t.Helper()
+	payload, _ := json.Marshal(claims)
+	h := jws.NewHeaders()
+	for k, v := range hdr {
+		if err := h.Set(k, v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, err := jws.Sign(payload, jws.WithKey(alg, key, jws.WithProtectedHeaders(h)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+func b64(v any) string {
+	b, _ := json.Marshal(v)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func TestReviewGoodToken(t *testing.T) {
+	f := newFixture(t)
+	tok := f.mint(t, "system:serviceaccount:ns:sa", time.Hour)
+	for _, pass := range []string{"uncached", "cached"} {
+		res, err := f.verifier.Review(context.Background(), tok.Value, nil)
+		if err != nil || !res.Authenticated() {
+			t.Fatalf("%s: Review = %+v, %v; want authenticated", pass, res, err)
+		}
+		if res.User.Name != "system:serviceaccount:ns:sa" || res.User.UID != "uid-1" {
+			t.Fatalf("%s: user = %+v", pass, res.User)
+		}
+		if got := res.User.Extra[CredentialIDExtra]; !slices.Equal(got, []string{"JTI=" + tok.Record.JTI}) {
+			t.Fatalf("%s: credential-id = %v", pass, got)
+		}
+		if !slices.Equal(res.Audiences, []string{testAudience}) {
+			t.Fatalf("%s: audiences = %v", pass, res.Audiences)
+		}
+		f.cache.Wait()
+	}
+}
+
+func TestReviewAudienceIntersection(t *testing.T) {
+	f := newFixture(t)
+	tok := f.mint(t, "u", time.Hour, "a", "b")
+	res, err := f.verifier.Review(context.Background(), tok.Value, []string{"c", "b", "a"})
+	if err != nil || !res.Authenticated() || !slices.Equal(res.Audiences, []string{"b", "a"}) {
+		t.Fatalf("Review = %+v, %v; want authenticated with audiences [b a]", res, err)
+	}
+}
+
+func TestReviewRefusals(t *testing.T) {
+	f := newFixture(t)
+	now := f.clock.Now()
+	good := func() map[string]any {
+		return map[string]any{"iss": testIssuer, "sub": "u", "aud": []string{testAudience}, "iat": now.Unix(), "nbf": now.Unix(), "exp": now.Add(time.Hour).Unix(), "jti": "not-in-store"}
+	}
+	hdr := map[string]any{jws.KeyIDKey: f.key.ID}
+	valid := f.mint(t, "u", time.Hour).Value
+	parts := strings.Split(valid, ".")
+	other, _ := keys.Generate(jwa.ES256, rand.Reader, now)
+	// otherNoKid is other's private key without a kid, so the header's kid
+	// (the ring's key) is what the token names.
+	var otherRaw any
+	other.Private().Raw(&otherRaw)
+	otherNoKid, _ := jwk.FromRaw(otherRaw)
+	pubJSON, _ := json.Marshal(f.key.Public())
+
+	wrongIssuer := good()
+	wrongIssuer["iss"] = "https://evil.test"
+	noSub := good()
+	delete(noSub, "sub")
+
+	tamperedClaims := map[string]any{}
+	raw, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	json.Unmarshal(raw, &tamperedClaims)
+	tamperedClaims["sub"] = "system:admin"
+	tamperedSig := []byte(parts[2])
+	tamperedSig[5] ^= 'A' ^ 'B'
+
+	cases := []struct {
+		name  string
+		token string
+		auds  []string
+		want  Reason
+	}{
+		{"empty", "", nil, ReasonEmpty},
+		{"over 16 KiB", strings.Repeat("a", MaxTokenBytes+1), nil, ReasonTooLarge},
+		{"not a JWS", "hello", nil, ReasonMalformed},
+		{"four parts", valid + ".x", nil, ReasonMalformed},
+		{"garbage header", "!!!." + parts[1] + "." + parts[2], nil, ReasonMalformed},
+		{"alg none, no signature", b64(map[string]any{"alg": "none", "kid": f.key.ID}) + "." + b64(good()) + ".", nil, ReasonMalformed},
+		{"alg none, fake signature", b64(map[string]any{"alg": "none", "kid": f.key.ID}) + "." + b64(good()) + ".c2ln", nil, ReasonAlgorithm},
+		{"HS256 signed with the public key", signRaw(t, jwa.HS256, pubJSON, hdr, good()), nil, ReasonAlgorithm},
+		{"alg differs from the key's", b64(map[string]any{"alg": "EdDSA", "kid": f.key.ID}) + "." + parts[1] + "." + parts[2], nil, ReasonAlgorithm},
+		{"embedded jwk header", signRaw(t, jwa.ES256, other.Private(), map[string]any{jws.KeyIDKey: f.key.ID, jws.JWKKey: other.Public()}, good()), nil, ReasonHeader},
+		{"jku header", b64(map[string]any{"alg": "ES256", "kid": f.key.ID, "jku": "https://evil.test/jwks"}) + "." + parts[1] + "." + parts[2], nil, ReasonHeader},
+		{"unknown kid", signRaw(t, jwa.ES256, other.Private(), map[string]any{jws.KeyIDKey: other.ID}, good()), nil, ReasonUnknownKey},
+		{"right kid, wrong key", signRaw(t, jwa.ES256, otherNoKid, hdr, good()), nil, ReasonSignature},
+		{"wrong issuer", signRaw(t, jwa.ES256, f.key.Private(), hdr, wrongIssuer), nil, ReasonIssuer},
+		{"no subject", signRaw(t, jwa.ES256, f.key.Private(), hdr, noSub), nil, ReasonMalformed},
+		{"wrong audience", valid, []string{"https://other.test"}, ReasonAudience},
+		{"tampered payload", parts[0] + "." + b64(tamperedClaims) + "." + parts[2], nil, ReasonSignature},
+		{"tampered signature", parts[0] + "." + parts[1] + "." + string(tamperedSig), nil, ReasonSignature},
+		{"record missing", signRaw(t, jwa.ES256, f.key.Private(), hdr, good()), nil, ReasonRecordMissing},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			res, err := f.verifier.Review(context.Background(), tc.token, tc.auds)
+			if err != nil {
+				t.Fatalf("Review error = %v, want a decided refusal", err)
+			}
+			if res.Authenticated() || res.Reason != tc.want {
+				t.Fatalf("Review = authenticated %v reason %q, want refused for %q", res.Authenticated(), res.Reason, tc.want)
+			}
+		})
+	}
+}
+
+func TestReviewTimes(t *testing.T) {
+	f := newFixture(t)
+	tok := f.mint(t, "u", 10*time.Minute)
+	f.clock.Step(10*time.Minute + DefaultLeeway - time.Second)
+	// Inside the leeway the token's exp passes, but the store's expiry wins.
+	if res, _ := f.verifier.Review(context.Background(), tok.Value, nil); res.Reason != ReasonRecordExpired {
+		t.Fatalf("within leeway after record expiry: reason %q, want %q", res.Reason, ReasonRecordExpired)
+	}
+	f.clock.Step(2 * time.Second)
+	if res, _ := f.verifier.Review(context.Background(), tok.Value, nil); res.Reason != ReasonExpired {
+		t.Fatalf("past leeway: reason %q, want %q", res.Reason, ReasonExpired)
+	}
+
+	future := newFixture(t)
+	future.clock.Step(5 * time.Minute)
+	early := future.mint(t, "u", time.Hour)
+	future.clock.SetTime(future.clock.Now().Add(-5 * time.Minute))
+	if res, _ := future.verifier.Review(context.Background(), early.Value, nil); res.Reason != ReasonNotYetValid {
+		t.Fatalf("nbf in the future: reason %q, want %q", res.Reason, ReasonNotYetValid)
+	}
+	future.clock.Step(4*time.Minute + 30*time.Second)
+	if res, _ := future.verifier.Review(context.Background(), early.Value, nil); !res.Authenticated() {
+		t.Fatalf("nbf within leeway: reason %q, want authenticated", res.Reason)
+	}
+}
+
+func TestReviewRevocation(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	a := f.mint(t, "system:serviceaccount:ns:a", time.Hour)
+	b := f.mint(t, "system:serviceaccount:ns:b", time.Hour)
+	for _, tok := range []*issuer.Token{a, b} {
+		if res, _ := f.verifier.Review(ctx, tok.Value, nil); !res.Authenticated() {
+			t.Fatalf("fresh token refused: %q", res.Reason)
+		}
+	}
+	f.cache.Wait() // both are now cached: the revocation must still win
+	if err := f.cache.Revoke(ctx, &store.Revocation{Name: "r1", Scope: store.ScopeJTI, Target: a.Record.JTI, Created: f.clock.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := f.verifier.Review(ctx, a.Value, nil); res.Reason != ReasonRevoked {
+		t.Fatalf("revoked jti: reason %q, want revoked", res.Reason)
+	}
+	if res, _ := f.verifier.Review(ctx, b.Value, nil); !res.Authenticated() {
+		t.Fatalf("other token refused after a jti revocation: %q", res.Reason)
+	}
+
+	f.clock.Step(time.Second)
+	if err := f.cache.Revoke(ctx, &store.Revocation{Name: "r2", Scope: store.ScopeSubject, Target: "system:serviceaccount:ns:b", Created: f.clock.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := f.verifier.Review(ctx, b.Value, nil); res.Reason != ReasonRevoked {
+		t.Fatalf("revoked subject: reason %q, want revoked", res.Reason)
+	}
+	// A token minted after the subject's mark is good: the mark is "not before".
+	f.clock.Step(time.Nanosecond)
+	later := f.mint(t, "system:serviceaccount:ns:b", time.Hour)
+	if res, _ := f.verifier.Review(ctx, later.Value, nil); !res.Authenticated() {
+		t.Fatalf("token minted after the subject revocation refused: %q", res.Reason)
+	}
+
+	// The revocations are in the store: a fresh cache on it refuses too.
+	fresh, err := cache.New(f.store, cache.Options{Clock: f.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fresh.Close()
+	v := NewVerifier(f.ring, fresh, VerifierOptions{Issuer: testIssuer, APIAudiences: []string{testAudience}, Clock: f.clock})
+	if _, err := v.Review(ctx, b.Value, nil); err == nil {
+		t.Fatal("review before the index was loaded did not fail closed")
+	}
+	if err := fresh.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range []*issuer.Token{a, b} {
+		if res, _ := v.Review(ctx, tok.Value, nil); res.Reason != ReasonRevoked {
+			t.Fatalf("after reload: reason %q, want revoked", res.Reason)
+		}
+	}
+}
+
+func TestReviewStoreDown(t *testing.T) {
+	f := newFixture(t)
+	tok := f.mint(t, "u", time.Hour)
+	// A fresh cache has no record cached, so the review must ask the store.
+	c, err := cache.New(f.store, cache.Options{Clock: f.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	v := NewVerifier(f.ring, c, VerifierOptions{Issuer: testIssuer, APIAudiences: []string{testAudience}, Clock: f.clock})
+	f.store.Close()
+	res, err := v.Review(context.Background(), tok.Value, nil)
+	if err == nil || res.Authenticated() {
+		t.Fatalf("store closed: Review = %+v, %v; want an error and no user", res, err)
+	}
+}
+
+func TestRetiredKeyRefusedEvenWhenCached(t *testing.T) {
+	f := newFixture(t)
+	tok := f.mint(t, "u", time.Hour)
+	if res, _ := f.verifier.Review(context.Background(), tok.Value, nil); !res.Authenticated() {
+		t.Fatal(res.Reason)
+	}
+	f.cache.Wait()
+	retired := *f.key
+	retired.State = keys.StateRetired
+	if err := f.ring.Replace([]*keys.Key{&retired}); err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := f.verifier.Review(context.Background(), tok.Value, nil); res.Reason != ReasonRetiredKey {
+		t.Fatalf("reason %q, want retired_key", res.Reason)
+	}
+}
+
+func TestMintedClaims(t *testing.T) {
+	f := newFixture(t)
+	tok := f.mint(t, "u", time.Hour, "only-one")
+	msg, err := jws.Parse([]byte(tok.Value))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kid := msg.Signatures()[0].ProtectedHeaders().KeyID(); kid != f.key.ID {
+		t.Fatalf("kid = %q, want %q", kid, f.key.ID)
+	}
+	thumb, _ := f.key.Public().Thumbprint(0x5) // crypto.SHA256
+	if f.key.ID != base64.RawURLEncoding.EncodeToString(thumb) {
+		t.Fatal("kid is not the RFC 7638 SHA-256 thumbprint")
+	}
+	var claims map[string]any
+	json.Unmarshal(msg.Payload(), &claims)
+	if _, isArray := claims["aud"].([]any); !isArray {
+		t.Fatalf("aud = %#v, want an array even with one audience", claims["aud"])
+	}
+	for _, c := range []string{"iss", "sub", "iat", "nbf", "exp", "jti", issuer.PrivateClaim} {
+		if _, ok := claims[c]; !ok {
+			t.Fatalf("claim %q missing from %v", c, claims)
+		}
+	}
+	if jti, _ := base64.RawURLEncoding.DecodeString(claims["jti"].(string)); len(jti) != 16 {
+		t.Fatalf("jti has %d bytes, want 16", len(jti))
+	}
+	var pub jwk.Key = f.key.Public()
+	if _, err := jws.Verify([]byte(tok.Value), jws.WithKey(jwa.ES256, pub)); err != nil {
+		t.Fatalf("a standard JOSE verifier refuses the token: %v", err)
+	}
+}

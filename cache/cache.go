@@ -1,0 +1,267 @@
+package cache
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+	"golang.org/x/sync/singleflight"
+	"k8s.io/utils/clock"
+
+	"portcullis.dev/portcullis/store"
+)
+
+// Verified is what a signature check proved about a token: the claims the
+// review needs afterwards. It is cached so a repeated token skips the crypto.
+type Verified struct {
+	JTI       string
+	Subject   string
+	KeyID     string
+	Issuer    string
+	Audiences []string
+	IssuedAt  time.Time
+	NotBefore time.Time
+	Expiry    time.Time
+}
+
+// Options configures a Cache.
+type Options struct {
+	// MaxEntries bounds each ristretto cache (tokens and records).
+	MaxEntries int64
+	// RecordTTL is how long a record is reused before the store is asked
+	// again: the staleness bound for record changes made elsewhere.
+	RecordTTL time.Duration
+	// Clock is the time source; nil means the real clock.
+	Clock clock.PassiveClock
+	// Rand is the randomness for the per-process HMAC key; nil means crypto/rand.
+	Rand io.Reader
+}
+
+// Cache is the cached, exact view of the store used by reviews.
+type Cache struct {
+	store     store.Store
+	clock     clock.PassiveClock
+	recordTTL time.Duration
+
+	tokens  *ristretto.Cache[string, *Verified]
+	records *ristretto.Cache[string, *store.Record]
+	lookups singleflight.Group
+	hmacs   sync.Pool
+
+	mu       sync.RWMutex
+	revoked  map[string]time.Time // jti -> when its record expires (then the entry can go)
+	subjects map[string]time.Time // subject -> tokens issued at or before this are revoked
+	loaded   bool
+}
+
+// sharedLookupTimeout bounds a store read shared by concurrent reviews.
+const sharedLookupTimeout = 10 * time.Second
+
+// ErrNotLoaded means the revocation index was not loaded from the store yet,
+// so no review can be decided.
+var ErrNotLoaded = errors.New("cache: revocation index not loaded")
+
+// New makes a cache over s. Call Load before serving reviews.
+func New(s store.Store, opts Options) (*Cache, error) {
+	if opts.MaxEntries <= 0 {
+		opts.MaxEntries = 100_000
+	}
+	if opts.RecordTTL <= 0 {
+		opts.RecordTTL = 30 * time.Second
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	if opts.Rand == nil {
+		opts.Rand = rand.Reader
+	}
+	key := make([]byte, 32)
+	if _, err := io.ReadFull(opts.Rand, key); err != nil {
+		return nil, fmt.Errorf("cache: hmac key: %w", err)
+	}
+	tokens, err := ristretto.NewCache(&ristretto.Config[string, *Verified]{
+		NumCounters: 10 * opts.MaxEntries, MaxCost: opts.MaxEntries, BufferItems: 64,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	records, err := ristretto.NewCache(&ristretto.Config[string, *store.Record]{
+		NumCounters: 10 * opts.MaxEntries, MaxCost: opts.MaxEntries, BufferItems: 64,
+	})
+	if err != nil {
+		tokens.Close()
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	return &Cache{
+		store:     s,
+		clock:     opts.Clock,
+		recordTTL: opts.RecordTTL,
+		tokens:    tokens,
+		records:   records,
+		hmacs:     sync.Pool{New: func() any { return hmac.New(sha256.New, key) }},
+		revoked:   map[string]time.Time{},
+		subjects:  map[string]time.Time{},
+	}, nil
+}
+
+// Close stops the ristretto caches.
+func (c *Cache) Close() {
+	c.tokens.Close()
+	c.records.Close()
+}
+
+// Load reads every revocation from the store into the exact index. Reviews
+// fail with ErrNotLoaded until it succeeded once.
+func (c *Cache) Load(ctx context.Context) error {
+	revs, err := c.store.ListRevocations(ctx)
+	if err != nil {
+		return fmt.Errorf("cache: load revocations: %w", err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, rev := range revs {
+		c.applyLocked(rev)
+	}
+	c.loaded = true
+	return nil
+}
+
+func (c *Cache) applyLocked(rev *store.Revocation) {
+	switch rev.Scope {
+	case store.ScopeJTI:
+		var exp time.Time
+		if rev.ExpiresAt != nil {
+			exp = *rev.ExpiresAt
+		}
+		c.revoked[rev.Target] = exp
+	case store.ScopeSubject:
+		if cur, ok := c.subjects[rev.Target]; !ok || rev.Created.After(cur) {
+			c.subjects[rev.Target] = rev.Created
+		}
+	}
+}
+
+// TokenKey returns the key a token is cached under: an HMAC-SHA256 under a
+// per-process random key, so the token itself is never held or compared.
+func (c *Cache) TokenKey(token string) string {
+	h := c.hmacs.Get().(hash.Hash)
+	h.Reset()
+	io.WriteString(h, token)
+	var sum [sha256.Size]byte
+	key := string(h.Sum(sum[:0]))
+	c.hmacs.Put(h)
+	return key
+}
+
+// Verified returns the cached signature check for a token key, if any.
+func (c *Cache) Verified(key string) (*Verified, bool) {
+	return c.tokens.Get(key)
+}
+
+// RememberVerified caches a signature check until the token expires.
+func (c *Cache) RememberVerified(key string, v *Verified) {
+	if ttl := v.Expiry.Sub(c.clock.Now()); ttl > 0 {
+		c.tokens.SetWithTTL(key, v, 1, ttl)
+	}
+}
+
+// Record returns the record for jti: from the cache, else from the store
+// (concurrent misses for one jti share a single store read). Store errors,
+// including store.ErrNotFound, are returned as they are.
+func (c *Cache) Record(ctx context.Context, jti string) (*store.Record, error) {
+	if r, ok := c.records.Get(jti); ok {
+		return r, nil
+	}
+	v, err, _ := c.lookups.Do(jti, func() (any, error) {
+		// The read is shared by every caller waiting on this jti, so one
+		// caller giving up must not fail the others.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedLookupTimeout)
+		defer cancel()
+		r, err := c.store.GetRecord(ctx, jti)
+		if err != nil {
+			return nil, err
+		}
+		c.records.SetWithTTL(jti, r, 1, c.recordTTL)
+		return r, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*store.Record), nil
+}
+
+// Revoked reports, from exact state, whether r is revoked, and by what.
+func (c *Cache) Revoked(r *store.Record) (store.Scope, bool, error) {
+	if r.RevokedAt != nil {
+		return store.ScopeJTI, true, nil
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if !c.loaded {
+		return "", false, ErrNotLoaded
+	}
+	if _, ok := c.revoked[r.JTI]; ok {
+		return store.ScopeJTI, true, nil
+	}
+	if mark, ok := c.subjects[r.Subject]; ok && !r.IssuedAt.After(mark) {
+		return store.ScopeSubject, true, nil
+	}
+	return "", false, nil
+}
+
+// CreateRecord writes r to the store; it is durable when this returns.
+func (c *Cache) CreateRecord(ctx context.Context, r *store.Record) error {
+	if err := c.store.CreateRecord(ctx, r); err != nil {
+		return err
+	}
+	c.records.SetWithTTL(r.JTI, r, 1, c.recordTTL)
+	return nil
+}
+
+// Revoke writes rev to the store and, once it is durable, applies it to the
+// index, so this replica refuses the tokens before Revoke returns.
+func (c *Cache) Revoke(ctx context.Context, rev *store.Revocation) error {
+	if err := c.store.Revoke(ctx, rev); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.applyLocked(rev)
+	c.mu.Unlock()
+	if rev.Scope == store.ScopeJTI {
+		c.records.Del(rev.Target)
+	}
+	return nil
+}
+
+// PurgeExpired purges expired records from the store and drops index
+// entries whose tokens can no longer be valid.
+func (c *Cache) PurgeExpired(ctx context.Context) (int, error) {
+	now := c.clock.Now()
+	n, err := c.store.PurgeExpired(ctx, now)
+	if err != nil {
+		return 0, err
+	}
+	c.mu.Lock()
+	for jti, exp := range c.revoked {
+		if !exp.IsZero() && exp.Before(now) {
+			delete(c.revoked, jti)
+		}
+	}
+	c.mu.Unlock()
+	return n, nil
+}
+
+// Wait blocks until pending ristretto writes are applied; for tests and
+// benchmarks that need a warm cache.
+func (c *Cache) Wait() {
+	c.tokens.Wait()
+	c.records.Wait()
+}

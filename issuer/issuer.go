@@ -1,0 +1,173 @@
+package issuer
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jws"
+	"k8s.io/utils/clock"
+
+	"portcullis.dev/portcullis/keys"
+	"portcullis.dev/portcullis/store"
+)
+
+// PrivateClaim is the name of Portcullis' own claim in every token.
+const PrivateClaim = "portcullis.dev"
+
+// RecordWriter is where minted tokens are recorded (the cache, which writes
+// through to the store).
+type RecordWriter interface {
+	CreateRecord(ctx context.Context, r *store.Record) error
+}
+
+// Request is what a front door asks the core to mint.
+type Request struct {
+	// Kind is the front door.
+	Kind store.Kind
+	// Subject is the username the token authenticates as (the sub claim).
+	Subject string
+	// UID, Groups and Extra are the rest of the identity in review answers.
+	UID    string
+	Groups []string
+	Extra  map[string][]string
+	// Audiences are the token's audiences; at least one.
+	Audiences []string
+	// Lifetime is how long the token lives from now.
+	Lifetime time.Duration
+	// Binding is the object the token is bound to, if any.
+	Binding *store.BoundObject
+	// Claims are extra private claims, such as "kubernetes.io".
+	Claims map[string]any
+	// DryRun signs nothing and records nothing; the answer has no value.
+	DryRun bool
+}
+
+// Token is a minted token and what was recorded about it.
+type Token struct {
+	// Value is the compact JWS. Never log or store it.
+	Value string
+	// Record is what the store holds for the token.
+	Record *store.Record
+}
+
+// Errors returned by Mint.
+var (
+	// ErrInvalidRequest means the request cannot be minted as it is.
+	ErrInvalidRequest = errors.New("issuer: invalid request")
+)
+
+// Minter signs tokens with the ring's active key and records them.
+type Minter struct {
+	issuer  string
+	ring    *keys.Ring
+	records RecordWriter
+	clock   clock.PassiveClock
+	rand    io.Reader
+}
+
+// NewMinter returns a Minter that writes iss as issuer. clk and random are
+// the injected time and randomness sources.
+func NewMinter(iss string, ring *keys.Ring, records RecordWriter, clk clock.PassiveClock, random io.Reader) *Minter {
+	return &Minter{issuer: iss, ring: ring, records: records, clock: clk, rand: random}
+}
+
+// Issuer returns the iss value of minted tokens.
+func (m *Minter) Issuer() string { return m.issuer }
+
+// claims is the payload, in the order it is written.
+type claims struct {
+	Issuer    string         `json:"iss"`
+	Subject   string         `json:"sub"`
+	Audience  []string       `json:"aud"`
+	Expiry    int64          `json:"exp"`
+	IssuedAt  int64          `json:"iat"`
+	NotBefore int64          `json:"nbf"`
+	ID        string         `json:"jti"`
+	Private   map[string]any `json:"portcullis.dev"`
+	Kube      any            `json:"kubernetes.io,omitempty"`
+}
+
+// Mint signs a token for req and records it; the record is durable before
+// Mint returns the token.
+func (m *Minter) Mint(ctx context.Context, req Request) (*Token, error) {
+	if req.Subject == "" || len(req.Audiences) == 0 || req.Lifetime <= 0 {
+		return nil, fmt.Errorf("%w: subject, audiences and a positive lifetime are required", ErrInvalidRequest)
+	}
+	key, err := m.ring.Signer()
+	if err != nil {
+		return nil, fmt.Errorf("issuer: %w", err)
+	}
+	jti, err := m.newJTI()
+	if err != nil {
+		return nil, err
+	}
+	now := m.clock.Now()
+	exp := now.Add(req.Lifetime)
+	rec := &store.Record{
+		JTI:       jti,
+		Kind:      req.Kind,
+		Subject:   req.Subject,
+		UID:       req.UID,
+		Groups:    req.Groups,
+		Extra:     req.Extra,
+		Audiences: req.Audiences,
+		KeyID:     key.ID,
+		IssuedAt:  now,
+		ExpiresAt: exp,
+		Binding:   req.Binding,
+	}
+	if req.DryRun {
+		return &Token{Record: rec}, nil
+	}
+	private := map[string]any{"kind": string(req.Kind)}
+	var kube any
+	for name, v := range req.Claims {
+		if name == "kubernetes.io" {
+			kube = v
+			continue
+		}
+		private[name] = v
+	}
+	payload, err := json.Marshal(claims{
+		Issuer:    m.issuer,
+		Subject:   req.Subject,
+		Audience:  req.Audiences,
+		Expiry:    exp.Unix(),
+		IssuedAt:  now.Unix(),
+		NotBefore: now.Unix(),
+		ID:        jti,
+		Private:   private,
+		Kube:      kube,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("issuer: encode claims: %w", err)
+	}
+	hdr := jws.NewHeaders()
+	for k, v := range map[string]any{jws.KeyIDKey: key.ID, jws.TypeKey: "JWT"} {
+		if err := hdr.Set(k, v); err != nil {
+			return nil, fmt.Errorf("issuer: header %s: %w", k, err)
+		}
+	}
+	signed, err := jws.Sign(payload, jws.WithKey(key.Algorithm, key.Private(), jws.WithProtectedHeaders(hdr)))
+	if err != nil {
+		return nil, fmt.Errorf("issuer: sign: %w", err)
+	}
+	if err := m.records.CreateRecord(ctx, rec); err != nil {
+		return nil, fmt.Errorf("issuer: record token %s: %w", jti, err)
+	}
+	return &Token{Value: string(signed), Record: rec}, nil
+}
+
+// newJTI returns 128 random bits, base64url encoded.
+func (m *Minter) newJTI() (string, error) {
+	var b [16]byte
+	if _, err := io.ReadFull(m.rand, b[:]); err != nil {
+		return "", fmt.Errorf("issuer: jti: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b[:]), nil
+}
