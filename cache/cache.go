@@ -265,3 +265,13 @@ func (c *Cache) Wait() {
 	c.tokens.Wait()
 	c.records.Wait()
 }
+
+// Revocation returns the stored revocation named name (store.ErrNotFound if none).
+func (c *Cache) Revocation(ctx context.Context, name string) (*store.Revocation, error) {
+	return c.store.GetRevocation(ctx, name)
+}
+
+// Revocations returns every stored revocation.
+func (c *Cache) Revocations(ctx context.Context) ([]*store.Revocation, error) {
+	return c.store.ListRevocations(ctx)
+}

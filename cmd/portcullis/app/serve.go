@@ -1,0 +1,239 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+	"k8s.io/apiserver/pkg/server/dynamiccertificates"
+	"k8s.io/apiserver/pkg/server/healthz"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	"portcullis.dev/portcullis/authn"
+	"portcullis.dev/portcullis/cache"
+	"portcullis.dev/portcullis/config"
+	"portcullis.dev/portcullis/issuer"
+	"portcullis.dev/portcullis/issuer/server"
+	"portcullis.dev/portcullis/issuer/tokenrequest"
+	"portcullis.dev/portcullis/keys"
+	"portcullis.dev/portcullis/store"
+	"portcullis.dev/portcullis/store/bolt"
+)
+
+// storeLockTimeout is how long serve waits for another process to let go of
+// the bbolt file before giving up.
+const storeLockTimeout = 10 * time.Second
+
+// Server is a running Portcullis: webhook, issuer and their shared parts.
+type Server struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	clock    clock.PassiveClock
+	store    store.Store
+	cache    *cache.Cache
+	ring     *keys.Ring
+	cert     *servingCert
+	clientCA *dynamiccertificates.DynamicFileCAContent
+	webhook  *http.Server
+	issuer   *server.Server
+	webhookL net.Listener
+	issuerL  net.Listener
+}
+
+// NewServer opens the store, loads the key ring and the revocation index,
+// and binds both listeners. Run serves them.
+func NewServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, random io.Reader) (_ *Server, err error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, clock: clk}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	ringKeys, err := keys.LoadDir(cfg.KeysDir)
+	if err != nil {
+		return nil, err
+	}
+	if s.ring, err = keys.NewRing(ringKeys); err != nil {
+		return nil, err
+	}
+	if s.store, err = bolt.Open(cfg.Store.Path, storeLockTimeout); err != nil {
+		return nil, err
+	}
+	s.cache, err = cache.New(s.store, cache.Options{MaxEntries: cfg.Cache.MaxEntries, RecordTTL: cfg.Cache.Staleness.Duration, Clock: clk, Rand: random})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.cache.Load(context.Background()); err != nil {
+		return nil, err
+	}
+	minter := issuer.NewMinter(cfg.Issuer, s.ring, s.cache, clk, random)
+	verifier := authn.NewVerifier(s.ring, s.cache, authn.VerifierOptions{
+		Issuer: cfg.Issuer, APIAudiences: cfg.APIAudiences, Clock: clk, Logger: log.With("component", "verifier"),
+	})
+
+	if s.cert, err = newServingCert(cfg.TLS.CertFile, cfg.TLS.PrivateKeyFile); err != nil {
+		return nil, err
+	}
+	if cfg.TLS.ClientCAFile != "" {
+		if s.clientCA, err = dynamiccertificates.NewDynamicCAContentFromFile("webhook-client-ca", cfg.TLS.ClientCAFile); err != nil {
+			return nil, fmt.Errorf("serve: client CA: %w", err)
+		}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/authenticate", authn.NewWebhookHandler(verifier, authn.DefaultMaxBodyBytes, nil, log.With("component", "webhook")))
+	s.addHealth(mux)
+	s.webhook = &http.Server{
+		Handler:           mux,
+		TLSConfig:         webhookTLS(s.cert, s.clientCA, cfg.WebhookAllowedNames),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      35 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.With("component", "webhook").Handler(), slog.LevelDebug),
+	}
+	if s.webhookL, err = net.Listen("tcp", net.JoinHostPort(cfg.BindAddress, strconv.Itoa(cfg.WebhookPort))); err != nil {
+		return nil, fmt.Errorf("serve: webhook listener: %w", err)
+	}
+	if s.issuerL, err = net.Listen("tcp", net.JoinHostPort(cfg.BindAddress, strconv.Itoa(cfg.SecurePort))); err != nil {
+		return nil, fmt.Errorf("serve: issuer listener: %w", err)
+	}
+	s.issuer, err = server.New(server.Options{
+		Listener:           s.issuerL,
+		CertFile:           cfg.TLS.CertFile,
+		KeyFile:            cfg.TLS.PrivateKeyFile,
+		ClientCAFile:       cfg.TLS.ClientCAFile,
+		APIAudiences:       cfg.APIAudiences,
+		AdminGroups:        cfg.AdminGroups,
+		TokenAuthenticator: verifier,
+		Minter:             minter,
+		TokenRequest:       tokenrequest.Options{APIAudiences: cfg.APIAudiences, MaxExpiration: cfg.MaxTokenExpiration.Duration},
+		Revoker:            s.cache,
+		Version:            Version,
+		ReadyChecks:        []healthz.HealthChecker{healthz.NamedCheck("store", s.storeReady), healthz.NamedCheck("signing-key", s.keyReady)},
+		Clock:              clk,
+		Rand:               random,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// WebhookAddr is where the webhook listens.
+func (s *Server) WebhookAddr() net.Addr { return s.webhookL.Addr() }
+
+// IssuerAddr is where the issuer API listens.
+func (s *Server) IssuerAddr() net.Addr { return s.issuerL.Addr() }
+
+func (s *Server) storeReady(r *http.Request) error { return s.store.Ready(r.Context()) }
+
+func (s *Server) keyReady(*http.Request) error {
+	_, err := s.ring.Signer()
+	return err
+}
+
+// addHealth serves /healthz, /livez and /readyz on the webhook listener too,
+// for probes that only reach that port.
+func (s *Server) addHealth(mux *http.ServeMux) {
+	ok := func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }
+	mux.HandleFunc("/healthz", ok)
+	mux.HandleFunc("/livez", ok)
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := errors.Join(s.storeReady(r), s.keyReady(r)); err != nil {
+			s.log.WarnContext(r.Context(), "not ready", "err", err)
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		io.WriteString(w, "ok")
+	})
+}
+
+// Run serves until ctx is done, then shuts down within the grace period.
+func (s *Server) Run(ctx context.Context) error {
+	defer s.close()
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { s.cert.run(ctx); return nil })
+	if s.clientCA != nil {
+		if err := s.clientCA.RunOnce(ctx); err != nil {
+			return fmt.Errorf("serve: client CA: %w", err)
+		}
+		g.Go(func() error { s.clientCA.Run(ctx, 1); return nil })
+	}
+	g.Go(func() error {
+		err := s.webhook.ServeTLS(s.webhookL, "", "")
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("serve: webhook: %w", err)
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownGracePeriod.Duration)
+		defer cancel()
+		return s.webhook.Shutdown(shutdownCtx)
+	})
+	g.Go(func() error { return s.issuer.Run(ctx) })
+	g.Go(func() error { s.purgeLoop(ctx); return nil })
+	s.log.Info("serving", "webhook", s.WebhookAddr().String(), "issuer", s.IssuerAddr().String())
+	return g.Wait()
+}
+
+// purgeLoop purges expired records every PurgeInterval.
+func (s *Server) purgeLoop(ctx context.Context) {
+	t := time.NewTicker(s.cfg.PurgeInterval.Duration)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n, err := s.cache.PurgeExpired(ctx)
+			if err != nil {
+				s.log.Warn("purge of expired records failed", "err", err)
+				continue
+			}
+			s.log.Info("purged expired records", "records", n)
+		}
+	}
+}
+
+func (s *Server) close() {
+	if s.cache != nil {
+		s.cache.Close()
+	}
+	if s.store != nil {
+		s.store.Close()
+	}
+	for _, l := range []net.Listener{s.webhookL, s.issuerL} {
+		if l != nil {
+			l.Close()
+		}
+	}
+}
+
+// NewLogger builds the process logger from the config and routes klog (the
+// Kubernetes libraries' logger) into it.
+func NewLogger(out io.Writer, c config.Log) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(out, opts)
+	if c.Format == "json" {
+		h = slog.NewJSONHandler(out, opts)
+	}
+	log := slog.New(h)
+	klog.SetSlogLogger(log)
+	return log
+}

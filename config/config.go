@@ -1,0 +1,270 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	cliflag "k8s.io/component-base/cli/flag"
+	"sigs.k8s.io/yaml"
+)
+
+// The config file's apiVersion and kind.
+const (
+	APIVersion = "portcullis.dev/v1alpha1"
+	Kind       = "PortcullisConfiguration"
+)
+
+// Store types.
+const (
+	StoreBolt = "bbolt"
+)
+
+// Config is the whole configuration of `portcullis serve`.
+type Config struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+
+	// Issuer is the iss claim of minted tokens and the only one accepted.
+	Issuer string `json:"issuer"`
+	// APIAudiences are the audiences tokens get, and reviews check, when none
+	// are named.
+	APIAudiences []string `json:"apiAudiences"`
+	// AdminGroups may mint, revoke and manage keys through the issuer API.
+	AdminGroups []string `json:"adminGroups"`
+	// MaxTokenExpiration caps requested token lifetimes (0: no cap).
+	MaxTokenExpiration metav1.Duration `json:"maxTokenExpiration"`
+
+	// BindAddress is the address both listeners bind to.
+	BindAddress string `json:"bindAddress"`
+	// WebhookPort serves POST /authenticate for kube-apiserver.
+	WebhookPort int `json:"webhookPort"`
+	// SecurePort serves the issuer API.
+	SecurePort int `json:"securePort"`
+	// TLS holds the serving certificate and the client CA.
+	TLS TLS `json:"tls"`
+	// WebhookAllowedNames, when set, are the only client certificate common
+	// names the webhook answers (kube-apiserver's), as
+	// --requestheader-allowed-names does for front proxies.
+	WebhookAllowedNames []string `json:"webhookAllowedNames,omitempty"`
+
+	// KeysDir holds the signing key ring (ring.json and <kid>.jwk files).
+	KeysDir string `json:"keysDir"`
+	// Store is the revocation and TTL store.
+	Store Store `json:"store"`
+	// Cache bounds the review cache.
+	Cache Cache `json:"cache"`
+	// PurgeInterval is how often expired records are purged.
+	PurgeInterval metav1.Duration `json:"purgeInterval"`
+
+	// Kubeconfig points at a kube-apiserver, for cluster-connected mode.
+	Kubeconfig string `json:"kubeconfig,omitempty"`
+	// FeatureGates turns features on or off by name.
+	FeatureGates map[string]bool `json:"featureGates,omitempty"`
+
+	// Log configures logging.
+	Log Log `json:"log"`
+	// ShutdownGracePeriod bounds graceful shutdown on SIGTERM.
+	ShutdownGracePeriod metav1.Duration `json:"shutdownGracePeriod"`
+}
+
+// TLS is the serving certificate and the CA for client certificates.
+type TLS struct {
+	CertFile       string `json:"certFile"`
+	PrivateKeyFile string `json:"privateKeyFile"`
+	// ClientCAFile verifies client certificates: kube-apiserver's at the
+	// webhook, users' at the issuer.
+	ClientCAFile string `json:"clientCAFile"`
+}
+
+// Store selects and configures the store backend.
+type Store struct {
+	Type string `json:"type"`
+	// Path is the bbolt file.
+	Path string `json:"path,omitempty"`
+}
+
+// Cache bounds the ristretto caches and the staleness of cached records.
+type Cache struct {
+	MaxEntries int64           `json:"maxEntries"`
+	Staleness  metav1.Duration `json:"staleness"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info, warn or error.
+	Level string `json:"level"`
+	// Format is text or json.
+	Format string `json:"format"`
+}
+
+// KnownFeatureGates lists the feature gates and their defaults.
+var KnownFeatureGates = map[string]bool{}
+
+// Default returns the configuration used where neither file nor flags say.
+func Default() *Config {
+	return &Config{
+		APIVersion:          APIVersion,
+		Kind:                Kind,
+		Issuer:              "https://portcullis.portcullis.svc",
+		APIAudiences:        []string{"https://kubernetes.default.svc.cluster.local"},
+		AdminGroups:         []string{"portcullis:admins"},
+		BindAddress:         "0.0.0.0",
+		WebhookPort:         8443,
+		SecurePort:          9443,
+		KeysDir:             "keys",
+		Store:               Store{Type: StoreBolt, Path: filepath.Join("data", "portcullis.db")},
+		Cache:               Cache{MaxEntries: 100_000, Staleness: metav1.Duration{Duration: 30 * time.Second}},
+		PurgeInterval:       metav1.Duration{Duration: time.Hour},
+		Log:                 Log{Level: "info", Format: "text"},
+		ShutdownGracePeriod: metav1.Duration{Duration: 15 * time.Second},
+	}
+}
+
+// AddFlags binds every field to a flag on fs. Call it on a config that
+// already holds the defaults and the file, so that flags win.
+func (c *Config) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&c.Issuer, "service-account-issuer", c.Issuer, "Issuer (iss) of minted tokens; the only issuer accepted.")
+	fs.StringSliceVar(&c.APIAudiences, "api-audiences", c.APIAudiences, "Audiences of tokens, and of reviews that name none.")
+	fs.StringSliceVar(&c.AdminGroups, "admin-groups", c.AdminGroups, "Groups whose members may use every issuer API.")
+	fs.DurationVar(&c.MaxTokenExpiration.Duration, "service-account-max-token-expiration", c.MaxTokenExpiration.Duration, "Cap on requested token lifetimes; longer requests are shortened with a warning (0: no cap).")
+	fs.StringVar(&c.BindAddress, "bind-address", c.BindAddress, "Address the webhook and issuer listeners bind to.")
+	fs.IntVar(&c.WebhookPort, "webhook-port", c.WebhookPort, "Port of the TokenReview webhook (POST /authenticate).")
+	fs.IntVar(&c.SecurePort, "secure-port", c.SecurePort, "Port of the issuer API.")
+	fs.StringVar(&c.TLS.CertFile, "tls-cert-file", c.TLS.CertFile, "Serving certificate (PEM).")
+	fs.StringVar(&c.TLS.PrivateKeyFile, "tls-private-key-file", c.TLS.PrivateKeyFile, "Serving certificate's private key (PEM).")
+	fs.StringVar(&c.TLS.ClientCAFile, "client-ca-file", c.TLS.ClientCAFile, "CA that verifies client certificates (kube-apiserver at the webhook, users at the issuer).")
+	fs.StringSliceVar(&c.WebhookAllowedNames, "webhook-allowed-names", c.WebhookAllowedNames, "Client certificate common names the webhook answers (empty: any certificate the client CA verified).")
+	fs.StringVar(&c.KeysDir, "keys-dir", c.KeysDir, "Directory of the signing key ring.")
+	fs.StringVar(&c.Store.Type, "store-type", c.Store.Type, "Store backend: bbolt.")
+	fs.StringVar(&c.Store.Path, "store-path", c.Store.Path, "bbolt file of the store.")
+	fs.Int64Var(&c.Cache.MaxEntries, "cache-max-entries", c.Cache.MaxEntries, "Entries each review cache may hold.")
+	fs.DurationVar(&c.Cache.Staleness.Duration, "cache-staleness", c.Cache.Staleness.Duration, "How long a cached record is used before the store is asked again.")
+	fs.DurationVar(&c.PurgeInterval.Duration, "purge-interval", c.PurgeInterval.Duration, "How often expired records are purged.")
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig, "kubeconfig of a kube-apiserver, for cluster-connected mode.")
+	if c.FeatureGates == nil {
+		c.FeatureGates = map[string]bool{}
+	}
+	fs.Var(cliflag.NewMapStringBool(&c.FeatureGates), "feature-gates", "Feature gates as key=value pairs. Known gates: "+knownGates()+".")
+	fs.StringVar(&c.Log.Level, "log-level", c.Log.Level, "Log level: debug, info, warn or error.")
+	fs.StringVar(&c.Log.Format, "log-format", c.Log.Format, "Log format: text or json.")
+	fs.DurationVar(&c.ShutdownGracePeriod.Duration, "shutdown-grace-period", c.ShutdownGracePeriod.Duration, "How long SIGTERM waits for requests in flight.")
+}
+
+func knownGates() string {
+	if len(KnownFeatureGates) == 0 {
+		return "none yet"
+	}
+	var names []string
+	for n := range KnownFeatureGates {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ")
+}
+
+// Load reads a config file over the defaults. Relative paths in the file are
+// relative to the file's directory.
+func Load(path string) (*Config, error) {
+	c := Default()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	if err := yaml.UnmarshalStrict(data, c); err != nil {
+		return nil, fmt.Errorf("config: %s: %w", path, err)
+	}
+	c.resolvePaths(filepath.Dir(path))
+	return c, nil
+}
+
+func (c *Config) resolvePaths(dir string) {
+	for _, p := range []*string{&c.TLS.CertFile, &c.TLS.PrivateKeyFile, &c.TLS.ClientCAFile, &c.KeysDir, &c.Store.Path, &c.Kubeconfig} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+}
+
+// Marshal encodes c as a config file.
+func (c *Config) Marshal() ([]byte, error) { return yaml.Marshal(c) }
+
+// Validate reports every problem with c at once, each naming its flag.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(flag, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("--%s: %s", flag, fmt.Sprintf(format, args...)))
+	}
+	if c.APIVersion != APIVersion || c.Kind != Kind {
+		errs = append(errs, fmt.Errorf("config: apiVersion/kind %q/%q, expected %q/%q", c.APIVersion, c.Kind, APIVersion, Kind))
+	}
+	if c.Issuer == "" {
+		bad("service-account-issuer", "is required")
+	}
+	if len(c.APIAudiences) == 0 || slices.Contains(c.APIAudiences, "") {
+		bad("api-audiences", "at least one non-empty audience is required")
+	}
+	if len(c.AdminGroups) == 0 {
+		bad("admin-groups", "at least one group is required, or nobody could mint")
+	}
+	if c.MaxTokenExpiration.Duration != 0 && (c.MaxTokenExpiration.Duration < time.Hour || c.MaxTokenExpiration.Duration > (1<<32)*time.Second) {
+		bad("service-account-max-token-expiration", "%s is outside [1h, 2^32s]", c.MaxTokenExpiration.Duration)
+	}
+	if net.ParseIP(c.BindAddress) == nil {
+		bad("bind-address", "%q is not an IP address", c.BindAddress)
+	}
+	for flag, port := range map[string]int{"webhook-port": c.WebhookPort, "secure-port": c.SecurePort} {
+		if port < 0 || port > 65535 {
+			bad(flag, "%d is not a port", port)
+		}
+	}
+	if c.WebhookPort == c.SecurePort && c.WebhookPort != 0 {
+		bad("secure-port", "must differ from --webhook-port (%d)", c.WebhookPort)
+	}
+	if c.TLS.CertFile == "" {
+		bad("tls-cert-file", "is required: both listeners serve TLS only")
+	}
+	if c.TLS.PrivateKeyFile == "" {
+		bad("tls-private-key-file", "is required: both listeners serve TLS only")
+	}
+	if c.KeysDir == "" {
+		bad("keys-dir", "is required")
+	}
+	switch c.Store.Type {
+	case StoreBolt:
+		if c.Store.Path == "" {
+			bad("store-path", "is required for the bbolt store")
+		}
+	default:
+		bad("store-type", "%q is not a store type (supported: %s)", c.Store.Type, StoreBolt)
+	}
+	if c.Cache.MaxEntries <= 0 {
+		bad("cache-max-entries", "must be positive")
+	}
+	if c.Cache.Staleness.Duration <= 0 {
+		bad("cache-staleness", "must be positive")
+	}
+	if c.PurgeInterval.Duration <= 0 {
+		bad("purge-interval", "must be positive")
+	}
+	for name := range c.FeatureGates {
+		if _, ok := KnownFeatureGates[name]; !ok {
+			bad("feature-gates", "unknown feature gate %q (known: %s)", name, knownGates())
+		}
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		bad("log-level", "%q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	if !slices.Contains([]string{"text", "json"}, c.Log.Format) {
+		bad("log-format", "%q is not one of text, json", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}

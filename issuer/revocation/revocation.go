@@ -1,0 +1,232 @@
+// Package revocation serves portcullis.dev/v1alpha1 Revocations: the API
+// through which admins revoke one token by jti or every token of a subject.
+package revocation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/apiserver/pkg/registry/rest"
+	"k8s.io/utils/clock"
+
+	v1alpha1 "portcullis.dev/portcullis/issuer/apis/portcullis/v1alpha1"
+	"portcullis.dev/portcullis/store"
+)
+
+var resource = v1alpha1.SchemeGroupVersion.WithResource("revocations").GroupResource()
+
+// Revoker is where revocations go and come from: the cache, which writes
+// through to the store and updates its exact index before answering.
+type Revoker interface {
+	Revoke(ctx context.Context, rev *store.Revocation) error
+	Revocation(ctx context.Context, name string) (*store.Revocation, error)
+	Revocations(ctx context.Context) ([]*store.Revocation, error)
+}
+
+// REST is the revocations resource.
+type REST struct {
+	revoker Revoker
+	clock   clock.PassiveClock
+	rand    io.Reader
+}
+
+var (
+	_ rest.Creater              = (*REST)(nil)
+	_ rest.Getter               = (*REST)(nil)
+	_ rest.Lister               = (*REST)(nil)
+	_ rest.Scoper               = (*REST)(nil)
+	_ rest.SingularNameProvider = (*REST)(nil)
+)
+
+// New returns the resource. clk and random are the injected time and
+// randomness (for uids and generated names).
+func New(r Revoker, clk clock.PassiveClock, random io.Reader) *REST {
+	return &REST{revoker: r, clock: clk, rand: random}
+}
+
+// New implements rest.Storage.
+func (r *REST) New() runtime.Object { return &v1alpha1.Revocation{} }
+
+// NewList implements rest.Lister.
+func (r *REST) NewList() runtime.Object { return &v1alpha1.RevocationList{} }
+
+// Destroy implements rest.Storage.
+func (r *REST) Destroy() {}
+
+// NamespaceScoped implements rest.Scoper: revocations are cluster-scoped.
+func (r *REST) NamespaceScoped() bool { return false }
+
+// GetSingularName implements rest.SingularNameProvider.
+func (r *REST) GetSingularName() string { return "revocation" }
+
+// Create implements rest.Creater.
+func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation rest.ValidateObjectFunc, options *metav1.CreateOptions) (runtime.Object, error) {
+	in, ok := obj.(*v1alpha1.Revocation)
+	if !ok {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("not a Revocation: %T", obj))
+	}
+	if errs := validate(in); len(errs) > 0 {
+		return nil, apierrors.NewInvalid(v1alpha1.SchemeGroupVersion.WithKind("Revocation").GroupKind(), in.Name, errs)
+	}
+	if createValidation != nil {
+		if err := createValidation(ctx, in); err != nil {
+			return nil, err
+		}
+	}
+	name := in.Name
+	if name == "" {
+		suffix, err := randomSuffix(r.rand)
+		if err != nil {
+			return nil, apierrors.NewInternalError(err)
+		}
+		name = in.GenerateName + suffix
+	}
+	uid, err := randomUID(r.rand)
+	if err != nil {
+		return nil, apierrors.NewInternalError(err)
+	}
+	rev := &store.Revocation{Name: name, UID: uid, Reason: in.Spec.Reason, Created: r.clock.Now()}
+	if u, ok := genericapirequest.UserFrom(ctx); ok {
+		rev.RevokedBy = u.GetName()
+	}
+	if in.Spec.JTI != "" {
+		rev.Scope, rev.Target = store.ScopeJTI, in.Spec.JTI
+	} else {
+		rev.Scope, rev.Target = store.ScopeSubject, in.Spec.Subject
+	}
+	if slices.Contains(options.DryRun, metav1.DryRunAll) {
+		return toAPI(rev), nil
+	}
+	switch err := r.revoker.Revoke(ctx, rev); {
+	case errors.Is(err, store.ErrExists):
+		return nil, apierrors.NewAlreadyExists(resource, name)
+	case errors.Is(err, store.ErrNotFound):
+		return nil, apierrors.NewInvalid(v1alpha1.SchemeGroupVersion.WithKind("Revocation").GroupKind(), name,
+			field.ErrorList{field.NotFound(field.NewPath("spec", "jti"), in.Spec.JTI)})
+	case err != nil:
+		return nil, apierrors.NewServiceUnavailable(fmt.Sprintf("the revocation could not be stored: %v", err))
+	}
+	return toAPI(rev), nil
+}
+
+func validate(in *v1alpha1.Revocation) field.ErrorList {
+	var errs field.ErrorList
+	spec := field.NewPath("spec")
+	switch {
+	case in.Spec.JTI == "" && in.Spec.Subject == "":
+		errs = append(errs, field.Required(spec, "one of spec.jti and spec.subject is required"))
+	case in.Spec.JTI != "" && in.Spec.Subject != "":
+		errs = append(errs, field.Forbidden(spec.Child("subject"), "only one of spec.jti and spec.subject may be set"))
+	}
+	if in.Name == "" && in.GenerateName == "" {
+		errs = append(errs, field.Required(field.NewPath("metadata", "name"), "name or generateName is required"))
+	}
+	return errs
+}
+
+// Get implements rest.Getter.
+func (r *REST) Get(ctx context.Context, name string, _ *metav1.GetOptions) (runtime.Object, error) {
+	rev, err := r.revoker.Revocation(ctx, name)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, apierrors.NewNotFound(resource, name)
+	}
+	if err != nil {
+		return nil, apierrors.NewServiceUnavailable(fmt.Sprintf("the store cannot answer: %v", err))
+	}
+	return toAPI(rev), nil
+}
+
+// List implements rest.Lister. Revocations carry no labels, so only an
+// empty label selector is accepted.
+func (r *REST) List(ctx context.Context, options *metainternalversion.ListOptions) (runtime.Object, error) {
+	if options != nil && options.LabelSelector != nil && !options.LabelSelector.Empty() {
+		return nil, apierrors.NewBadRequest("revocations have no labels: label selectors are not supported")
+	}
+	revs, err := r.revoker.Revocations(ctx)
+	if err != nil {
+		return nil, apierrors.NewServiceUnavailable(fmt.Sprintf("the store cannot answer: %v", err))
+	}
+	sort.Slice(revs, func(i, j int) bool { return revs[i].Name < revs[j].Name })
+	list := &v1alpha1.RevocationList{}
+	for _, rev := range revs {
+		if options != nil && options.FieldSelector != nil && !options.FieldSelector.Empty() &&
+			!options.FieldSelector.Matches(fieldSet{"metadata.name": rev.Name}) {
+			continue
+		}
+		list.Items = append(list.Items, *toAPI(rev))
+	}
+	return list, nil
+}
+
+// fieldSet is the fields a revocation can be selected by.
+type fieldSet map[string]string
+
+func (f fieldSet) Has(field string) bool   { _, ok := f[field]; return ok }
+func (f fieldSet) Get(field string) string { return f[field] }
+
+// ConvertToTable implements rest.TableConvertor for kubectl get.
+func (r *REST) ConvertToTable(_ context.Context, obj runtime.Object, _ runtime.Object) (*metav1.Table, error) {
+	table := &metav1.Table{ColumnDefinitions: []metav1.TableColumnDefinition{
+		{Name: "Name", Type: "string", Format: "name", Description: "Name of the revocation"},
+		{Name: "Scope", Type: "string", Description: "jti or subject"},
+		{Name: "Target", Type: "string", Description: "The revoked token id or subject"},
+		{Name: "Revoked By", Type: "string", Description: "Who revoked"},
+		{Name: "Age", Type: "date", Description: "When it took effect"},
+	}}
+	var items []v1alpha1.Revocation
+	switch o := obj.(type) {
+	case *v1alpha1.Revocation:
+		items = []v1alpha1.Revocation{*o}
+	case *v1alpha1.RevocationList:
+		items = o.Items
+	default:
+		return nil, fmt.Errorf("revocation: cannot make a table of %T", obj)
+	}
+	now := r.clock.Now()
+	for i := range items {
+		it := &items[i]
+		scope, target := "subject", it.Spec.Subject
+		if it.Spec.JTI != "" {
+			scope, target = "jti", it.Spec.JTI
+		}
+		table.Rows = append(table.Rows, metav1.TableRow{
+			Cells:  []any{it.Name, scope, target, it.Status.RevokedBy, shortAge(now.Sub(it.CreationTimestamp.Time))},
+			Object: runtime.RawExtension{Object: it},
+		})
+	}
+	return table, nil
+}
+
+func toAPI(rev *store.Revocation) *v1alpha1.Revocation {
+	out := &v1alpha1.Revocation{
+		TypeMeta: metav1.TypeMeta{APIVersion: v1alpha1.SchemeGroupVersion.String(), Kind: "Revocation"},
+		ObjectMeta: metav1.ObjectMeta{
+			Name:              rev.Name,
+			UID:               types.UID(rev.UID),
+			CreationTimestamp: metav1.NewTime(rev.Created),
+		},
+		Spec:   v1alpha1.RevocationSpec{Reason: rev.Reason},
+		Status: v1alpha1.RevocationStatus{RevokedBy: rev.RevokedBy},
+	}
+	if rev.Scope == store.ScopeJTI {
+		out.Spec.JTI = rev.Target
+	} else {
+		out.Spec.Subject = rev.Target
+	}
+	if rev.ExpiresAt != nil {
+		t := metav1.NewTime(*rev.ExpiresAt)
+		out.Status.ExpiresAt = &t
+	}
+	return out
+}

@@ -1,0 +1,147 @@
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apiserver/pkg/authentication/authenticator"
+	"k8s.io/apiserver/pkg/authentication/request/bearertoken"
+	"k8s.io/apiserver/pkg/authentication/request/union"
+	"k8s.io/apiserver/pkg/authentication/request/x509"
+	openapinamer "k8s.io/apiserver/pkg/endpoints/openapi"
+	"k8s.io/apiserver/pkg/registry/rest"
+	genericapiserver "k8s.io/apiserver/pkg/server"
+	"k8s.io/apiserver/pkg/server/dynamiccertificates"
+	"k8s.io/apiserver/pkg/server/healthz"
+	restclient "k8s.io/client-go/rest"
+	"k8s.io/component-base/compatibility"
+	"k8s.io/utils/clock"
+
+	v1alpha1 "portcullis.dev/portcullis/issuer/apis/portcullis/v1alpha1"
+	"portcullis.dev/portcullis/issuer/revocation"
+	"portcullis.dev/portcullis/issuer/server/openapi"
+	"portcullis.dev/portcullis/issuer/tokenrequest"
+)
+
+// Options configures the issuer API server.
+type Options struct {
+	// Listener is the TLS port to serve on.
+	Listener net.Listener
+	// CertFile and KeyFile are the serving certificate; reloaded when they change.
+	CertFile, KeyFile string
+	// ClientCAFile verifies x509 client certificates (CN = user, O = groups).
+	ClientCAFile string
+	// APIAudiences are the audiences a bearer token must have to call the API.
+	APIAudiences []string
+	// AdminGroups may use every API.
+	AdminGroups []string
+	// TokenAuthenticator checks Portcullis' own tokens given as bearer tokens.
+	TokenAuthenticator authenticator.Token
+	// Minter is the minting core, for the front doors.
+	Minter tokenrequest.Minter
+	// TokenRequest configures the TokenRequest front door.
+	TokenRequest tokenrequest.Options
+	// Revoker serves the Revocation API.
+	Revoker revocation.Revoker
+	// ReadyChecks must pass for /readyz.
+	ReadyChecks []healthz.HealthChecker
+	// Version is reported on /version.
+	Version string
+	// Clock and Rand are the injected time and randomness.
+	Clock clock.PassiveClock
+	Rand  io.Reader
+}
+
+// Server is the issuer's API server.
+type Server struct {
+	generic *genericapiserver.GenericAPIServer
+}
+
+// New assembles the server; Run serves it.
+func New(opts Options) (*Server, error) {
+	scheme, codecs, err := newScheme()
+	if err != nil {
+		return nil, err
+	}
+	cfg := genericapiserver.NewConfig(codecs)
+	cfg.EffectiveVersion = compatibility.NewEffectiveVersionFromString(kubeCompatibleVersion, "", "")
+	servingCert, err := dynamiccertificates.NewDynamicServingContentFromFiles("issuer-serving-cert", opts.CertFile, opts.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("issuer: serving certificate: %w", err)
+	}
+	cfg.SecureServing = &genericapiserver.SecureServingInfo{
+		Listener:      opts.Listener,
+		Cert:          servingCert,
+		MinTLSVersion: tls.VersionTLS12,
+	}
+	authns := []authenticator.Request{}
+	if opts.ClientCAFile != "" {
+		clientCA, err := dynamiccertificates.NewDynamicCAContentFromFile("issuer-client-ca", opts.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("issuer: client CA: %w", err)
+		}
+		cfg.SecureServing.ClientCA = clientCA
+		authns = append(authns, x509.NewDynamic(clientCA.VerifyOptions, x509.CommonNameUserConversion))
+	}
+	authns = append(authns, bearertoken.New(opts.TokenAuthenticator), publicPathAuthenticator{})
+	cfg.Authentication.Authenticator = union.New(authns...)
+	cfg.Authentication.APIAudiences = opts.APIAudiences
+	cfg.Authorization.Authorizer = policy{adminGroups: opts.AdminGroups}.authorizer()
+	cfg.LoopbackClientConfig = &restclient.Config{Host: "https://" + opts.Listener.Addr().String()}
+	cfg.ExternalAddress = opts.Listener.Addr().String()
+	cfg.ReadyzChecks = append(cfg.ReadyzChecks, opts.ReadyChecks...)
+	cfg.HealthzChecks = append(cfg.HealthzChecks, opts.ReadyChecks...)
+	namer := openapinamer.NewDefinitionNamer(scheme)
+	cfg.OpenAPIConfig = genericapiserver.DefaultOpenAPIConfig(openapi.GetOpenAPIDefinitions, namer)
+	cfg.OpenAPIConfig.Info.Title, cfg.OpenAPIConfig.Info.Version = "Portcullis", opts.Version
+	cfg.OpenAPIV3Config = genericapiserver.DefaultOpenAPIV3Config(openapi.GetOpenAPIDefinitions, namer)
+	cfg.OpenAPIV3Config.Info.Title, cfg.OpenAPIV3Config.Info.Version = "Portcullis", opts.Version
+	cfg.EnableProfiling = false
+	cfg.ShutdownDelayDuration = 0
+	cfg.RequestTimeout = 60 * time.Second
+
+	generic, err := cfg.Complete(nil).New("portcullis-issuer", genericapiserver.NewEmptyDelegate())
+	if err != nil {
+		return nil, fmt.Errorf("issuer: %w", err)
+	}
+	paramCodec := runtime.NewParameterCodec(scheme)
+
+	legacy := genericapiserver.NewDefaultAPIGroupInfo("", scheme, paramCodec, codecs)
+	legacy.VersionedResourcesStorageMap[corev1.SchemeGroupVersion.Version] = map[string]rest.Storage{
+		"serviceaccounts":       tokenrequest.ServiceAccounts{},
+		"serviceaccounts/token": tokenrequest.New(opts.Minter, opts.TokenRequest),
+	}
+	if err := generic.InstallLegacyAPIGroup(genericapiserver.DefaultLegacyAPIPrefix, &legacy); err != nil {
+		return nil, fmt.Errorf("issuer: install /api: %w", err)
+	}
+
+	own := genericapiserver.NewDefaultAPIGroupInfo(v1alpha1.GroupName, scheme, paramCodec, codecs)
+	own.VersionedResourcesStorageMap[v1alpha1.SchemeGroupVersion.Version] = map[string]rest.Storage{
+		"revocations": revocation.New(opts.Revoker, opts.Clock, opts.Rand),
+	}
+	if err := generic.InstallAPIGroup(&own); err != nil {
+		return nil, fmt.Errorf("issuer: install %s: %w", v1alpha1.GroupName, err)
+	}
+	return &Server{generic: generic}, nil
+}
+
+// kubeCompatibleVersion is the Kubernetes API level the issuer's generic
+// server reports compatibility with.
+const kubeCompatibleVersion = "1.37"
+
+// Run serves until ctx is done, then shuts down gracefully.
+func (s *Server) Run(ctx context.Context) error {
+	err := s.generic.PrepareRun().RunWithContext(ctx)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
