@@ -1,0 +1,69 @@
+# Portcullis — see README.md. `make help` lists the targets.
+
+SHELL := /usr/bin/env bash
+GO ?= go
+STATICCHECK_VERSION ?= 2025.1.1
+E2E_BIN := $(CURDIR)/.e2e/bin
+RUN_DIR ?= .portcullis
+FUZZTIME ?= 20s
+export PORTCULLIS_E2E_BIN := $(E2E_BIN)
+
+.DEFAULT_GOAL := help
+
+##@ Use
+
+.PHONY: run
+run: build ## Run Portcullis on its embedded bbolt store (init into ./.portcullis once, then serve on 127.0.0.1).
+	@test -f $(RUN_DIR)/portcullis.yaml || ./bin/portcullis init --dir $(RUN_DIR) --hosts localhost,127.0.0.1
+	@echo "Mint a token:  $(E2E_BIN)/kubectl --kubeconfig $(RUN_DIR)/admin.kubeconfig create token default -n default   (or: ./bin/portcullis token create default --kubeconfig $(RUN_DIR)/admin.kubeconfig)"
+	@echo "Check it:      curl --cacert $(RUN_DIR)/ca.crt --cert $(RUN_DIR)/kube-apiserver-client.crt --key $(RUN_DIR)/kube-apiserver-client.key https://127.0.0.1:8443/authenticate -d '{\"apiVersion\":\"authentication.k8s.io/v1\",\"kind\":\"TokenReview\",\"spec\":{\"token\":\"TOKEN\"}}'"
+	./bin/portcullis serve --config $(RUN_DIR)/portcullis.yaml --bind-address 127.0.0.1
+
+.PHONY: build
+build: ## Build bin/portcullis.
+	$(GO) build -o bin/portcullis ./cmd/portcullis
+
+##@ Test
+
+.PHONY: test
+test: e2e-tools ## Run every test: unit, integration, crash and end-to-end (builds kube-apiserver/kubectl/etcd once).
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 30m ./...
+
+.PHONY: testrace
+testrace: e2e-tools ## Run every test with the race detector.
+	$(GO) test -race -count=1 -timeout 45m ./...
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target briefly (FUZZTIME each).
+	$(GO) test ./authn -run '^$$' -fuzz '^FuzzWebhookDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./authn -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME)
+
+.PHONY: bench
+bench: ## Print the benchmark table (review and mint rates, ratios to baselines in the same run).
+	PORTCULLIS_BENCH_TABLE=1 $(GO) test ./test/bench -run '^TestBenchTable$$' -count=1 -v -timeout 20m | grep -v '^=== RUN\|^--- PASS\|^PASS'
+
+.PHONY: e2e-tools
+e2e-tools: ## Build kube-apiserver, kubectl and etcd from the Go module proxy into .e2e/bin (once).
+	./hack/e2e-tools.sh
+
+##@ Check
+
+.PHONY: lint
+lint: ## gofmt, go vet and staticcheck.
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+.PHONY: generate
+generate: ## Regenerate the OpenAPI definitions.
+	./hack/update-openapi.sh
+
+.PHONY: verify
+verify: generate ## Check that generated code and go.mod are up to date.
+	$(GO) mod tidy
+	git diff --exit-code -- go.mod go.sum issuer/server/openapi
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)

@@ -1,0 +1,64 @@
+package authn
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"portcullis.dev/portcullis/cache"
+)
+
+func TestWebhookStoreDownIs503WithRetryAfter(t *testing.T) {
+	f := newFixture(t)
+	tok := f.mint(t, "u", time.Hour)
+	c, err := cache.New(f.store, cache.Options{Clock: f.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h := NewWebhookHandler(NewVerifier(f.ring, c, VerifierOptions{Issuer: testIssuer, APIAudiences: []string{testAudience}, Clock: f.clock}), 0, nil, nil)
+	f.store.Close()
+
+	rec := httptest.NewRecorder()
+	body := `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"` + tok.Value + `"}}`
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/authenticate", strings.NewReader(body)))
+	if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") == "" {
+		t.Fatalf("status %d, Retry-After %q; want 503 with Retry-After", rec.Code, rec.Header().Get("Retry-After"))
+	}
+	var st struct{ Kind, Status string }
+	if err := json.Unmarshal(rec.Body.Bytes(), &st); err != nil || st.Kind != "Status" || st.Status != "Failure" {
+		t.Fatalf("body %q is not a failure Status", rec.Body.String())
+	}
+	if strings.Contains(rec.Body.String(), tok.Value) {
+		t.Fatal("the answer echoes the token")
+	}
+}
+
+// observed records what the handler reports, for metrics and audit.
+type observed struct{ results []Result }
+
+func (o *observed) ObserveReview(res Result, _ error) { o.results = append(o.results, res) }
+
+func TestWebhookReportsReasons(t *testing.T) {
+	f := newFixture(t)
+	obs := &observed{}
+	h := NewWebhookHandler(f.verifier, 0, obs, nil)
+	for _, token := range []string{"", "a.b.c"} {
+		body := `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"` + token + `"}}`
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/authenticate", strings.NewReader(body)))
+		if rec.Code != http.StatusOK {
+			t.Fatalf("status %d", rec.Code)
+		}
+	}
+	if len(obs.results) != 2 || obs.results[0].Reason != ReasonEmpty || obs.results[1].Reason != ReasonMalformed {
+		t.Fatalf("observed %+v, want reasons empty and malformed", obs.results)
+	}
+}

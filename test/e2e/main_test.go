@@ -1,0 +1,181 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// portcullisBin is the binary under test, built once by TestMain.
+var portcullisBin string
+
+// e2eBin is where hack/e2e-tools.sh put kube-apiserver, kubectl and etcd.
+var e2eBin = os.Getenv("PORTCULLIS_E2E_BIN")
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "portcullis-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	portcullisBin = filepath.Join(dir, "portcullis")
+	_, file, _, _ := runtime.Caller(0)
+	build := exec.Command("go", "build", "-o", portcullisBin, "./cmd/portcullis")
+	build.Dir = filepath.Join(filepath.Dir(file), "..", "..")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build portcullis:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// tool returns the path of an e2e binary; the test fails (it does not skip)
+// when `make e2e-tools` was not run, so CI cannot pass without them.
+func tool(t *testing.T, name string) string {
+	t.Helper()
+	if e2eBin == "" {
+		t.Fatalf("PORTCULLIS_E2E_BIN is not set: run the suite with `make test` (it builds %s)", name)
+	}
+	path := filepath.Join(e2eBin, name)
+	if _, err := os.Stat(path); err != nil {
+		t.Fatalf("%s: %v (run `make e2e-tools`)", name, err)
+	}
+	return path
+}
+
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	var ls []net.Listener
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return ports
+}
+
+// run runs a command to completion and returns its stdout; stderr goes to the
+// test log.
+func run(t *testing.T, name string, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	if errOut.Len() > 0 {
+		t.Logf("%s stderr: %s", filepath.Base(name), errOut.String())
+	}
+	if err != nil {
+		return out.String(), fmt.Errorf("%s %v: %w: %s", filepath.Base(name), args, err, errOut.String())
+	}
+	return out.String(), nil
+}
+
+// process is a started child process, stopped by PID.
+type process struct {
+	cmd  *exec.Cmd
+	logs *lockedBuffer
+	done chan struct{}
+	err  error
+}
+
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// start launches name with args; it is killed by PID when the test ends.
+func start(t *testing.T, name string, args ...string) *process {
+	t.Helper()
+	p := &process{cmd: exec.Command(name, args...), logs: &lockedBuffer{}, done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() {
+		p.stop(syscall.SIGTERM)
+		if t.Failed() {
+			t.Logf("%s logs:\n%s", filepath.Base(name), p.logs.String())
+		}
+	})
+	return p
+}
+
+// stop sends sig to the process and waits for it, killing it if it does not
+// exit within a bounded wait.
+func (p *process) stop(sig syscall.Signal) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-p.done
+	}
+}
+
+// kill9 kills the process with SIGKILL, as a crash would.
+func (p *process) kill9() {
+	_ = syscall.Kill(p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+// jtiOf reads the jti claim of a token.
+func jtiOf(token string) string {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return ""
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+	if err != nil {
+		return ""
+	}
+	var c struct{ JTI string }
+	_ = json.Unmarshal(raw, &c)
+	return c.JTI
+}
