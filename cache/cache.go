@@ -87,14 +87,16 @@ func New(s store.Store, opts Options) (*Cache, error) {
 	if _, err := io.ReadFull(opts.Rand, key); err != nil {
 		return nil, fmt.Errorf("cache: hmac key: %w", err)
 	}
+	// Every entry costs 1, so MaxCost counts entries; ristretto's internal
+	// per-entry cost would otherwise cut the bound to a fraction.
 	tokens, err := ristretto.NewCache(&ristretto.Config[string, *Verified]{
-		NumCounters: 10 * opts.MaxEntries, MaxCost: opts.MaxEntries, BufferItems: 64,
+		NumCounters: 10 * opts.MaxEntries, MaxCost: opts.MaxEntries, BufferItems: 64, IgnoreInternalCost: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
 	records, err := ristretto.NewCache(&ristretto.Config[string, *store.Record]{
-		NumCounters: 10 * opts.MaxEntries, MaxCost: opts.MaxEntries, BufferItems: 64,
+		NumCounters: 10 * opts.MaxEntries, MaxCost: opts.MaxEntries, BufferItems: 64, IgnoreInternalCost: true,
 	})
 	if err != nil {
 		tokens.Close()

@@ -77,7 +77,10 @@ func (s *Store) CreateRecord(_ context.Context, r *store.Record) error {
 	if err != nil {
 		return fmt.Errorf("bolt: encode record: %w", err)
 	}
-	return wrap(s.db.Update(func(tx *bbolt.Tx) error {
+	// Batch groups concurrent writers into one transaction and one fsync
+	// (each still returns only once it is durable). fn may run more than
+	// once, so it only reads and writes inside tx.
+	return wrap(s.db.Batch(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketRecords)
 		if b.Get([]byte(r.JTI)) != nil {
 			return fmt.Errorf("bolt: record %q: %w", r.JTI, store.ErrExists)
@@ -123,7 +126,7 @@ func (s *Store) ListRecords(_ context.Context, opts store.ListOptions) ([]*store
 
 // Revoke implements store.Store.
 func (s *Store) Revoke(_ context.Context, rev *store.Revocation) error {
-	return wrap(s.db.Update(func(tx *bbolt.Tx) error {
+	return wrap(s.db.Batch(func(tx *bbolt.Tx) error {
 		revs := tx.Bucket(bucketRevocations)
 		if revs.Get([]byte(rev.Name)) != nil {
 			return fmt.Errorf("bolt: revocation %q: %w", rev.Name, store.ErrExists)
@@ -151,6 +154,8 @@ func (s *Store) Revoke(_ context.Context, rev *store.Revocation) error {
 			}
 			exp := r.ExpiresAt
 			rev.ExpiresAt = &exp
+		} else {
+			rev.ExpiresAt = nil
 		}
 		data, err := json.Marshal(rev)
 		if err != nil {

@@ -1,0 +1,120 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	testingclock "k8s.io/utils/clock/testing"
+
+	"portcullis.dev/portcullis/store"
+	"portcullis.dev/portcullis/store/bolt"
+)
+
+func newCache(t *testing.T, maxEntries int64) (*Cache, *bolt.Store, *testingclock.FakeClock) {
+	t.Helper()
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "p.db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	clk := testingclock.NewFakeClock(time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))
+	c, err := New(st, Options{MaxEntries: maxEntries, Clock: clk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	if err := c.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return c, st, clk
+}
+
+// MaxEntries counts entries: a cache sized for N holds (nearly) N.
+func TestMaxEntriesCountsEntries(t *testing.T) {
+	const n = 4000
+	c, _, clk := newCache(t, 2*n)
+	for i := range n {
+		c.RememberVerified(c.TokenKey(strconv.Itoa(i)), &Verified{JTI: strconv.Itoa(i), Expiry: clk.Now().Add(time.Hour)})
+		if i%1000 == 999 {
+			c.Wait()
+		}
+	}
+	c.Wait()
+	hits := 0
+	for i := range n {
+		if _, ok := c.Verified(c.TokenKey(strconv.Itoa(i))); ok {
+			hits++
+		}
+	}
+	// ristretto may drop a Set under contention; sequential Sets into a
+	// cache with room should nearly all land.
+	if hits < n*95/100 {
+		t.Fatalf("%d of %d entries cached in a cache sized for %d", hits, n, 2*n)
+	}
+}
+
+func TestTokenKeyIsNotTheToken(t *testing.T) {
+	c, _, _ := newCache(t, 10)
+	other, _, _ := newCache(t, 10)
+	k := c.TokenKey("secret.token.value")
+	if k == "secret.token.value" || len(k) != 32 {
+		t.Fatalf("key %q is not a 32-byte HMAC", k)
+	}
+	if k != c.TokenKey("secret.token.value") {
+		t.Fatal("key is not stable within a process")
+	}
+	if k == other.TokenKey("secret.token.value") {
+		t.Fatal("two caches share an HMAC key")
+	}
+}
+
+func TestRevocationIndexIsExactEvenWhenRecordIsCached(t *testing.T) {
+	c, _, clk := newCache(t, 100)
+	ctx := context.Background()
+	rec := &store.Record{JTI: "j1", Subject: "u", IssuedAt: clk.Now(), ExpiresAt: clk.Now().Add(time.Hour)}
+	if err := c.CreateRecord(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	c.Wait()
+	cached, err := c.Record(ctx, "j1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Revoke(ctx, &store.Revocation{Name: "r", Scope: store.ScopeJTI, Target: "j1", Created: clk.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	// The copy fetched before the revocation says nothing of it; the index does.
+	if _, revoked, err := c.Revoked(cached); err != nil || !revoked {
+		t.Fatalf("Revoked(stale copy) = %v, %v; want revoked", revoked, err)
+	}
+}
+
+func TestPurgeDropsExpiredIndexEntries(t *testing.T) {
+	c, _, clk := newCache(t, 100)
+	ctx := context.Background()
+	rec := &store.Record{JTI: "j1", Subject: "u", IssuedAt: clk.Now(), ExpiresAt: clk.Now().Add(time.Minute)}
+	if err := c.CreateRecord(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Revoke(ctx, &store.Revocation{Name: "r", Scope: store.ScopeJTI, Target: "j1", Created: clk.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	clk.Step(2 * time.Minute)
+	if n, err := c.PurgeExpired(ctx); err != nil || n != 1 {
+		t.Fatalf("PurgeExpired = %d, %v", n, err)
+	}
+	c.mu.RLock()
+	left := len(c.revoked)
+	c.mu.RUnlock()
+	if left != 0 {
+		t.Fatalf("%d index entries left for a purged record", left)
+	}
+	c.records.Del("j1")
+	if _, err := c.Record(ctx, "j1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("purged record: %v", err)
+	}
+}

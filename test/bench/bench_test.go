@@ -1,0 +1,325 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jws"
+	"golang.org/x/net/http2"
+	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
+
+	"portcullis.dev/portcullis/cmd/portcullis/app"
+	"portcullis.dev/portcullis/config"
+	"portcullis.dev/portcullis/keys"
+)
+
+// concurrency is the number of clients; kube-apiserver sends reviews from
+// many goroutines over one HTTP/2 connection.
+const concurrency = 16
+
+// env is an initialised Portcullis directory and a running server on it.
+type env struct {
+	dir    string
+	cfg    *config.Config
+	srv    *app.Server
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func newEnv(tb testing.TB) *env {
+	tb.Helper()
+	klog.SetSlogLogger(slog.New(slog.DiscardHandler))
+	dir := filepath.Join(tb.TempDir(), "p")
+	o := app.NewInitOptions()
+	o.Dir, o.Hosts, o.WebhookPort, o.SecurePort = dir, []string{"127.0.0.1"}, 0, 0
+	if err := app.RunInit(o, io.Discard, clock.RealClock{}, rand.Reader); err != nil {
+		tb.Fatal(err)
+	}
+	cfg, err := config.Load(filepath.Join(dir, app.ConfigFile))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	cfg.BindAddress = "127.0.0.1"
+	cfg.SecurePort = 0
+	cfg.WebhookPort = 0
+	e := &env{dir: dir, cfg: cfg}
+	e.start(tb)
+	tb.Cleanup(e.stop)
+	return e
+}
+
+// start runs a server on the directory, with fresh caches.
+func (e *env) start(tb testing.TB) {
+	tb.Helper()
+	srv, err := app.NewServer(e.cfg, slog.New(slog.DiscardHandler), clock.RealClock{}, rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e.srv, e.cancel, e.done = srv, cancel, make(chan error, 1)
+	go func() { e.done <- srv.Run(ctx) }()
+	c := e.client(tb, "admin")
+	for range 400 {
+		if resp, err := c.Get("https://" + srv.IssuerAddr().String() + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	tb.Fatal("server never became ready")
+}
+
+func (e *env) stop() {
+	if e.cancel != nil {
+		e.cancel()
+		<-e.done
+		e.cancel = nil
+	}
+}
+
+// client is an HTTP/2 keep-alive client presenting the named certificate.
+func (e *env) client(tb testing.TB, certBase string) *http.Client {
+	tb.Helper()
+	return &http.Client{Transport: transport(tb, e.dir, certBase)}
+}
+
+func transport(tb testing.TB, dir, certBase string) *http.Transport {
+	tb.Helper()
+	pem, err := os.ReadFile(filepath.Join(dir, "ca.crt"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, certBase+".crt"), filepath.Join(dir, certBase+".key"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	t := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{cert}}, ForceAttemptHTTP2: true, MaxIdleConnsPerHost: concurrency}
+	if err := http2.ConfigureTransport(t); err != nil {
+		tb.Fatal(err)
+	}
+	return t
+}
+
+// mint mints n tokens through the TokenRequest API with concurrent clients
+// and returns them with the rate achieved.
+func (e *env) mint(tb testing.TB, n int) ([]string, float64) {
+	tb.Helper()
+	c := e.client(tb, "admin")
+	url := "https://" + e.srv.IssuerAddr().String() + "/api/v1/namespaces/bench/serviceaccounts/sa/token"
+	tokens := make([]string, n)
+	rate, _ := runLoad(n, concurrency, func(i int) error {
+		resp, err := c.Post(url, "application/json", strings.NewReader(`{"spec":{}}`))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var tr struct{ Status struct{ Token string } }
+		if err := json.NewDecoder(resp.Body).Decode(&tr); err != nil || resp.StatusCode != http.StatusCreated {
+			return fmt.Errorf("mint: %d %v", resp.StatusCode, err)
+		}
+		tokens[i] = tr.Status.Token
+		return nil
+	})
+	return tokens, rate
+}
+
+// reviewBody is a v1 TokenReview for token.
+func reviewBody(token string) []byte {
+	return []byte(`{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"` + token + `"}}`)
+}
+
+// review posts one TokenReview and checks the answer is authenticated.
+func review(c *http.Client, url string, body []byte) error {
+	resp, err := c.Post(url, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(out, []byte(`"authenticated":true`)) {
+		return fmt.Errorf("review: %d %s", resp.StatusCode, out)
+	}
+	return nil
+}
+
+// runLoad calls fn(0..n-1) from conc goroutines and returns calls per second
+// and each call's latency. The first error stops the load and is fatal to
+// the caller through panic-free reporting: runLoad returns rate 0.
+func runLoad(n, conc int, fn func(i int) error) (float64, []time.Duration) {
+	var next atomic.Int64
+	var failed atomic.Value
+	lat := make([]time.Duration, n)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range conc {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || failed.Load() != nil {
+					return
+				}
+				t0 := time.Now()
+				if err := fn(i); err != nil {
+					failed.Store(err)
+					return
+				}
+				lat[i] = time.Since(t0)
+			}
+		})
+	}
+	wg.Wait()
+	if err := failed.Load(); err != nil {
+		fmt.Fprintln(os.Stderr, "load failed:", err)
+		return 0, nil
+	}
+	return float64(n) / time.Since(start).Seconds(), lat
+}
+
+func percentile(lat []time.Duration, p float64) time.Duration {
+	s := slices.Clone(lat)
+	slices.Sort(s)
+	return s[int(float64(len(s)-1)*p)]
+}
+
+// echoServer is the baseline: a bare Go HTTPS server with the same TLS and
+// mTLS set-up that decodes a TokenReview and answers a fixed authenticated
+// one in the request's version, doing no verification at all.
+func echoServer(tb testing.TB, dir string) string {
+	tb.Helper()
+	cert, err := tls.LoadX509KeyPair(filepath.Join(dir, "serving.crt"), filepath.Join(dir, "serving.key"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pem, _ := os.ReadFile(filepath.Join(dir, "ca.crt"))
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	srv := &http.Server{
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.RequireAndVerifyClientCert, MinVersion: tls.VersionTLS12},
+		ReadHeaderTimeout: 5 * time.Second,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			var req struct {
+				APIVersion string `json:"apiVersion"`
+				Spec       struct{ Token string }
+			}
+			if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10)).Decode(&req); err != nil {
+				http.Error(w, "bad request", http.StatusBadRequest)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(map[string]any{"apiVersion": req.APIVersion, "kind": "TokenReview", "status": map[string]any{
+				"authenticated": true, "user": map[string]any{"username": "system:serviceaccount:bench:sa",
+					"groups": []string{"system:serviceaccounts", "system:serviceaccounts:bench"}}}})
+		}),
+	}
+	go srv.ServeTLS(l, "", "")
+	tb.Cleanup(func() { srv.Close() })
+	return "https://" + l.Addr().String() + "/authenticate"
+}
+
+// rawVerify verifies tokens with jwx and the ring's key, nothing else: the
+// floor of what any review must do for an uncached token.
+func rawVerify(tb testing.TB, dir string, tokens []string) float64 {
+	tb.Helper()
+	ring, err := keys.LoadDir(filepath.Join(dir, "keys"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	key := ring[0]
+	rate, _ := runLoad(len(tokens), concurrency, func(i int) error {
+		_, err := jws.Verify([]byte(tokens[i]), jws.WithKey(key.Algorithm, key.RawPublic()))
+		return err
+	})
+	return rate
+}
+
+// TestBenchTable prints the benchmark table of `make bench`.
+func TestBenchTable(t *testing.T) {
+	if os.Getenv("PORTCULLIS_BENCH_TABLE") == "" {
+		t.Skip("prints the benchmark table; run `make bench`")
+	}
+	const cachedReviews, uncachedTokens = 40000, 4000
+	e := newEnv(t)
+	tokens, mintRate := e.mint(t, uncachedTokens)
+	if mintRate == 0 {
+		t.Fatal("minting failed")
+	}
+
+	// Uncached: a fresh server (empty caches) on the same store reviews each
+	// token once: signature, claims and a store read every time.
+	e.stop()
+	e.start(t)
+	hook := e.client(t, "kube-apiserver-client")
+	url := "https://" + e.srv.WebhookAddr().String() + "/authenticate"
+	bodies := make([][]byte, len(tokens))
+	for i, tok := range tokens {
+		bodies[i] = reviewBody(tok)
+	}
+	uncachedRate, uncachedLat := runLoad(len(bodies), concurrency, func(i int) error { return review(hook, url, bodies[i]) })
+	rawRate := rawVerify(t, e.dir, tokens)
+
+	// Uncached in-process (no HTTP): the review pipeline against raw jwx.
+	inProcRate := inProcessUncached(t, e, tokens)
+	hook = e.client(t, "kube-apiserver-client")
+	url = "https://" + e.srv.WebhookAddr().String() + "/authenticate"
+
+	// Cached: the same tokens again and again, over HTTPS keep-alive, against
+	// the bare echo server with the same transport. One pass warms the cache.
+	if warm, _ := runLoad(len(bodies), concurrency, func(i int) error { return review(hook, url, bodies[i]) }); warm == 0 {
+		t.Fatal("warm-up failed")
+	}
+	cachedRate, cachedLat := runLoad(cachedReviews, concurrency, func(i int) error { return review(hook, url, bodies[i%len(bodies)]) })
+	echoURL := echoServer(t, e.dir)
+	echo := e.client(t, "kube-apiserver-client")
+	echoRate, echoLat := runLoad(cachedReviews, concurrency, func(i int) error { return review(echo, echoURL, bodies[i%len(bodies)]) })
+	if cachedRate == 0 || echoRate == 0 || uncachedRate == 0 || rawRate == 0 {
+		t.Fatal("a load failed; see above")
+	}
+
+	fmt.Printf("\nPortcullis benchmark (%d clients, HTTP/2 keep-alive, mTLS, ES256, bbolt; one run, one machine)\n\n", concurrency)
+	fmt.Printf("%-48s %12s %10s %10s\n", "measurement", "per second", "p50", "p99")
+	row := func(name string, rate float64, lat []time.Duration) {
+		if lat == nil {
+			fmt.Printf("%-48s %12.0f %10s %10s\n", name, rate, "-", "-")
+			return
+		}
+		fmt.Printf("%-48s %12.0f %10s %10s\n", name, rate, percentile(lat, 0.5).Round(time.Microsecond), percentile(lat, 0.99).Round(time.Microsecond))
+	}
+	row("cached reviews over HTTPS (portcullis)", cachedRate, cachedLat)
+	row("bare Go HTTPS TokenReview echo server", echoRate, echoLat)
+	row("uncached reviews over HTTPS (portcullis)", uncachedRate, uncachedLat)
+	row("uncached reviews in process (verifier)", inProcRate, nil)
+	row("raw jwx ES256 verification", rawRate, nil)
+	row("mints via TokenRequest API (durable)", mintRate, nil)
+	fmt.Printf("\n%-60s %6.2f  (target >= 0.85)\n", "ratio cached reviews / echo server", cachedRate/echoRate)
+	fmt.Printf("%-60s %6.2f  (target >= 0.70)\n", "ratio uncached reviews in process / raw jwx", inProcRate/rawRate)
+	fmt.Printf("%-60s %6.2f\n", "ratio uncached reviews over HTTPS / raw jwx", uncachedRate/rawRate)
+}
