@@ -2,7 +2,7 @@
 
 SHELL := /usr/bin/env bash
 GO ?= go
-STATICCHECK_VERSION ?= 2025.1.1
+STATICCHECK_VERSION ?= v0.8.2
 E2E_BIN := $(CURDIR)/.e2e/bin
 RUN_DIR ?= .portcullis
 FUZZTIME ?= 20s

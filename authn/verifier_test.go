@@ -12,8 +12,8 @@ import (
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
-	"github.com/lestrrat-go/jwx/v2/jws"
 	"github.com/lestrrat-go/jwx/v2/jwk"
+	"github.com/lestrrat-go/jwx/v2/jws"
 	testingclock "k8s.io/utils/clock/testing"
 
 	"portcullis.dev/portcullis/cache"

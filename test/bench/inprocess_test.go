@@ -62,4 +62,3 @@ func errNotAuthenticated(reason authn.Reason, err error) error {
 type notAuthenticated struct{ reason authn.Reason }
 
 func (e *notAuthenticated) Error() string { return "not authenticated: " + string(e.reason) }
-
