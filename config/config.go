@@ -65,7 +65,8 @@ type Config struct {
 	// PurgeInterval is how often expired records are purged.
 	PurgeInterval metav1.Duration `json:"purgeInterval"`
 
-	// Kubeconfig points at a kube-apiserver, for cluster-connected mode.
+	// Kubeconfig points at a kube-apiserver, for cluster-connected mode. That
+	// mode is not built yet: Validate refuses a value rather than ignore it.
 	Kubeconfig string `json:"kubeconfig,omitempty"`
 	// FeatureGates turns features on or off by name.
 	FeatureGates map[string]bool `json:"featureGates,omitempty"`
@@ -254,6 +255,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PurgeInterval.Duration <= 0 {
 		bad("purge-interval", "must be positive")
+	}
+	if c.Kubeconfig != "" {
+		bad("kubeconfig", "cluster-connected mode is not available in this version; remove the flag to run standalone")
 	}
 	for name := range c.FeatureGates {
 		if _, ok := KnownFeatureGates[name]; !ok {
