@@ -13,6 +13,8 @@ import (
 
 	"github.com/spf13/pflag"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
 	cliflag "k8s.io/component-base/cli/flag"
 	"sigs.k8s.io/yaml"
 )
@@ -65,9 +67,16 @@ type Config struct {
 	// PurgeInterval is how often expired records are purged.
 	PurgeInterval metav1.Duration `json:"purgeInterval"`
 
-	// Kubeconfig points at a kube-apiserver, for cluster-connected mode. That
-	// mode is not built yet: Validate refuses a value rather than ignore it.
+	// Kubeconfig points at a kube-apiserver: cluster-connected mode.
+	// Callers' bearer tokens of other kinds are then checked by TokenReview
+	// and requests are authorized by SubjectAccessReview (RBAC decides).
 	Kubeconfig string `json:"kubeconfig,omitempty"`
+	// InCluster is cluster-connected mode with the pod's service account.
+	InCluster bool `json:"inCluster,omitempty"`
+	// RequestHeader trusts identities forwarded by a front proxy, such as
+	// kube-apiserver's aggregation layer, as kube-apiserver's
+	// --requestheader-* flags describe them.
+	RequestHeader RequestHeader `json:"requestHeader,omitempty"`
 	// FeatureGates turns features on or off by name.
 	FeatureGates map[string]bool `json:"featureGates,omitempty"`
 
@@ -84,6 +93,20 @@ type TLS struct {
 	// ClientCAFile verifies client certificates: kube-apiserver's at the
 	// webhook, users' at the issuer.
 	ClientCAFile string `json:"clientCAFile"`
+}
+
+// RequestHeader is the front proxy's CA and headers.
+type RequestHeader struct {
+	// ClientCAFile verifies the front proxy's client certificate; empty
+	// disables front-proxy authentication.
+	ClientCAFile string `json:"clientCAFile,omitempty"`
+	// AllowedNames are the front proxy certificate's allowed common names
+	// (empty: any the CA signed).
+	AllowedNames        []string `json:"allowedNames,omitempty"`
+	UsernameHeaders     []string `json:"usernameHeaders,omitempty"`
+	UIDHeaders          []string `json:"uidHeaders,omitempty"`
+	GroupHeaders        []string `json:"groupHeaders,omitempty"`
+	ExtraHeaderPrefixes []string `json:"extraHeaderPrefixes,omitempty"`
 }
 
 // Store selects and configures the store backend.
@@ -113,19 +136,25 @@ var KnownFeatureGates = map[string]bool{}
 // Default returns the configuration used where neither file nor flags say.
 func Default() *Config {
 	return &Config{
-		APIVersion:          APIVersion,
-		Kind:                Kind,
-		Issuer:              "https://portcullis.portcullis.svc",
-		APIAudiences:        []string{"https://kubernetes.default.svc.cluster.local"},
-		AdminGroups:         []string{"portcullis:admins"},
-		BindAddress:         "0.0.0.0",
-		WebhookPort:         8443,
-		SecurePort:          9443,
-		KeysDir:             "keys",
-		Store:               Store{Type: StoreBolt, Path: filepath.Join("data", "portcullis.db")},
-		Cache:               Cache{MaxEntries: 100_000, Staleness: metav1.Duration{Duration: 30 * time.Second}},
-		PurgeInterval:       metav1.Duration{Duration: time.Hour},
-		Log:                 Log{Level: "info", Format: "text"},
+		APIVersion:    APIVersion,
+		Kind:          Kind,
+		Issuer:        "https://portcullis.portcullis.svc",
+		APIAudiences:  []string{"https://kubernetes.default.svc.cluster.local"},
+		AdminGroups:   []string{"portcullis:admins"},
+		BindAddress:   "0.0.0.0",
+		WebhookPort:   8443,
+		SecurePort:    9443,
+		KeysDir:       "keys",
+		Store:         Store{Type: StoreBolt, Path: filepath.Join("data", "portcullis.db")},
+		Cache:         Cache{MaxEntries: 100_000, Staleness: metav1.Duration{Duration: 30 * time.Second}},
+		PurgeInterval: metav1.Duration{Duration: time.Hour},
+		Log:           Log{Level: "info", Format: "text"},
+		RequestHeader: RequestHeader{
+			UsernameHeaders:     []string{"X-Remote-User"},
+			UIDHeaders:          []string{"X-Remote-Uid"},
+			GroupHeaders:        []string{"X-Remote-Group"},
+			ExtraHeaderPrefixes: []string{"X-Remote-Extra-"},
+		},
 		ShutdownGracePeriod: metav1.Duration{Duration: 15 * time.Second},
 	}
 }
@@ -150,7 +179,14 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.Int64Var(&c.Cache.MaxEntries, "cache-max-entries", c.Cache.MaxEntries, "Entries each review cache may hold.")
 	fs.DurationVar(&c.Cache.Staleness.Duration, "cache-staleness", c.Cache.Staleness.Duration, "How long a cached record is used before the store is asked again.")
 	fs.DurationVar(&c.PurgeInterval.Duration, "purge-interval", c.PurgeInterval.Duration, "How often expired records are purged.")
-	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig, "kubeconfig of a kube-apiserver, for cluster-connected mode.")
+	fs.StringVar(&c.Kubeconfig, "kubeconfig", c.Kubeconfig, "kubeconfig of a kube-apiserver: cluster-connected mode (TokenReview for other bearer tokens, SubjectAccessReview for authorization).")
+	fs.BoolVar(&c.InCluster, "in-cluster", c.InCluster, "Cluster-connected mode with the pod's service account.")
+	fs.StringVar(&c.RequestHeader.ClientCAFile, "requestheader-client-ca-file", c.RequestHeader.ClientCAFile, "CA of the front proxy (kube-apiserver's aggregation layer) whose X-Remote-* headers are trusted.")
+	fs.StringSliceVar(&c.RequestHeader.AllowedNames, "requestheader-allowed-names", c.RequestHeader.AllowedNames, "Common names allowed for the front proxy's certificate (empty: any the CA signed).")
+	fs.StringSliceVar(&c.RequestHeader.UsernameHeaders, "requestheader-username-headers", c.RequestHeader.UsernameHeaders, "Headers holding the front proxy's username.")
+	fs.StringSliceVar(&c.RequestHeader.UIDHeaders, "requestheader-uid-headers", c.RequestHeader.UIDHeaders, "Headers holding the front proxy's user uid.")
+	fs.StringSliceVar(&c.RequestHeader.GroupHeaders, "requestheader-group-headers", c.RequestHeader.GroupHeaders, "Headers holding the front proxy's groups.")
+	fs.StringSliceVar(&c.RequestHeader.ExtraHeaderPrefixes, "requestheader-extra-headers-prefix", c.RequestHeader.ExtraHeaderPrefixes, "Header prefixes holding the front proxy's extra user information.")
 	if c.FeatureGates == nil {
 		c.FeatureGates = map[string]bool{}
 	}
@@ -188,11 +224,34 @@ func Load(path string) (*Config, error) {
 }
 
 func (c *Config) resolvePaths(dir string) {
-	for _, p := range []*string{&c.TLS.CertFile, &c.TLS.PrivateKeyFile, &c.TLS.ClientCAFile, &c.KeysDir, &c.Store.Path, &c.Kubeconfig} {
+	for _, p := range []*string{&c.TLS.CertFile, &c.TLS.PrivateKeyFile, &c.TLS.ClientCAFile, &c.KeysDir, &c.Store.Path, &c.Kubeconfig, &c.RequestHeader.ClientCAFile} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}
 	}
+}
+
+// ClusterConnected reports whether Portcullis talks to a kube-apiserver.
+func (c *Config) ClusterConnected() bool { return c.Kubeconfig != "" || c.InCluster }
+
+// RESTConfig returns the client config of cluster-connected mode, or nil
+// when standalone.
+func (c *Config) RESTConfig() (*rest.Config, error) {
+	switch {
+	case c.InCluster:
+		cfg, err := rest.InClusterConfig()
+		if err != nil {
+			return nil, fmt.Errorf("--in-cluster: %w", err)
+		}
+		return cfg, nil
+	case c.Kubeconfig != "":
+		cfg, err := clientcmd.BuildConfigFromFlags("", c.Kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("--kubeconfig: %w", err)
+		}
+		return cfg, nil
+	}
+	return nil, nil
 }
 
 // Marshal encodes c as a config file.
@@ -256,8 +315,11 @@ func (c *Config) Validate() error {
 	if c.PurgeInterval.Duration <= 0 {
 		bad("purge-interval", "must be positive")
 	}
-	if c.Kubeconfig != "" {
-		bad("kubeconfig", "cluster-connected mode is not available in this version; remove the flag to run standalone")
+	if c.Kubeconfig != "" && c.InCluster {
+		bad("in-cluster", "give --kubeconfig or --in-cluster, not both")
+	}
+	if c.RequestHeader.ClientCAFile != "" && (len(c.RequestHeader.UsernameHeaders) == 0 || len(c.RequestHeader.GroupHeaders) == 0) {
+		bad("requestheader-username-headers", "username and group headers are required with --requestheader-client-ca-file")
 	}
 	for name := range c.FeatureGates {
 		if _, ok := KnownFeatureGates[name]; !ok {

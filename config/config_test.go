@@ -61,11 +61,12 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	c.Log.Level = "loud"
 	c.FeatureGates = map[string]bool{"Nope": true}
 	c.Kubeconfig = "/etc/kubernetes/admin.conf"
+	c.InCluster = true
 	err := c.Validate()
 	if err == nil {
 		t.Fatal("Validate accepted a broken config")
 	}
-	for _, want := range []string{"--service-account-issuer", "--bind-address", "--store-type", "--log-level", "--tls-cert-file", "--feature-gates", "--kubeconfig"} {
+	for _, want := range []string{"--service-account-issuer", "--bind-address", "--store-type", "--log-level", "--tls-cert-file", "--feature-gates", "--in-cluster"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s:\n%v", want, err)
 		}

@@ -13,14 +13,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
-	"k8s.io/apiserver/pkg/authentication/request/bearertoken"
-	"k8s.io/apiserver/pkg/authentication/request/union"
-	"k8s.io/apiserver/pkg/authentication/request/x509"
 	openapinamer "k8s.io/apiserver/pkg/endpoints/openapi"
 	"k8s.io/apiserver/pkg/registry/rest"
 	genericapiserver "k8s.io/apiserver/pkg/server"
 	"k8s.io/apiserver/pkg/server/dynamiccertificates"
 	"k8s.io/apiserver/pkg/server/healthz"
+	genericoptions "k8s.io/apiserver/pkg/server/options"
+	"k8s.io/client-go/kubernetes"
 	restclient "k8s.io/client-go/rest"
 	"k8s.io/component-base/compatibility"
 	"k8s.io/utils/clock"
@@ -39,6 +38,12 @@ type Options struct {
 	CertFile, KeyFile string
 	// ClientCAFile verifies x509 client certificates (CN = user, O = groups).
 	ClientCAFile string
+	// RequestHeader, when set, trusts identities forwarded by a front proxy
+	// (kube-apiserver's aggregation layer).
+	RequestHeader *genericoptions.RequestHeaderAuthenticationOptions
+	// Kube, when set, is cluster-connected mode: other bearer tokens are
+	// checked by TokenReview and requests authorized by SubjectAccessReview.
+	Kube kubernetes.Interface
 	// APIAudiences are the audiences a bearer token must have to call the API.
 	APIAudiences []string
 	// AdminGroups may use every API.
@@ -82,19 +87,15 @@ func New(opts Options) (*Server, error) {
 		Cert:          servingCert,
 		MinTLSVersion: tls.VersionTLS12,
 	}
-	authns := []authenticator.Request{}
-	if opts.ClientCAFile != "" {
-		clientCA, err := dynamiccertificates.NewDynamicCAContentFromFile("issuer-client-ca", opts.ClientCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("issuer: client CA: %w", err)
-		}
-		cfg.SecureServing.ClientCA = clientCA
-		authns = append(authns, x509.NewDynamic(clientCA.VerifyOptions, x509.CommonNameUserConversion))
+	authn, err := newAuthenticator(&cfg.Authentication, cfg.SecureServing, opts)
+	if err != nil {
+		return nil, err
 	}
-	authns = append(authns, bearertoken.New(opts.TokenAuthenticator), publicPathAuthenticator{})
-	cfg.Authentication.Authenticator = union.New(authns...)
+	cfg.Authentication.Authenticator = authn
 	cfg.Authentication.APIAudiences = opts.APIAudiences
-	cfg.Authorization.Authorizer = policy{adminGroups: opts.AdminGroups}.authorizer()
+	if cfg.Authorization.Authorizer, err = newAuthorizer(opts); err != nil {
+		return nil, err
+	}
 	cfg.LoopbackClientConfig = &restclient.Config{Host: "https://" + opts.Listener.Addr().String()}
 	cfg.ExternalAddress = opts.Listener.Addr().String()
 	cfg.ReadyzChecks = append(cfg.ReadyzChecks, opts.ReadyChecks...)

@@ -14,6 +14,8 @@ import (
 	"golang.org/x/sync/errgroup"
 	"k8s.io/apiserver/pkg/server/dynamiccertificates"
 	"k8s.io/apiserver/pkg/server/healthz"
+	genericoptions "k8s.io/apiserver/pkg/server/options"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
@@ -109,11 +111,24 @@ func NewServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 	if s.issuerL, err = net.Listen("tcp", net.JoinHostPort(cfg.BindAddress, strconv.Itoa(cfg.SecurePort))); err != nil {
 		return nil, fmt.Errorf("serve: issuer listener: %w", err)
 	}
+	kube, err := kubeClient(cfg)
+	if err != nil {
+		return nil, err
+	}
 	s.issuer, err = server.New(server.Options{
-		Listener:           s.issuerL,
-		CertFile:           cfg.TLS.CertFile,
-		KeyFile:            cfg.TLS.PrivateKeyFile,
-		ClientCAFile:       cfg.TLS.ClientCAFile,
+		Listener:     s.issuerL,
+		CertFile:     cfg.TLS.CertFile,
+		KeyFile:      cfg.TLS.PrivateKeyFile,
+		ClientCAFile: cfg.TLS.ClientCAFile,
+		RequestHeader: &genericoptions.RequestHeaderAuthenticationOptions{
+			ClientCAFile:        cfg.RequestHeader.ClientCAFile,
+			AllowedNames:        cfg.RequestHeader.AllowedNames,
+			UsernameHeaders:     cfg.RequestHeader.UsernameHeaders,
+			UIDHeaders:          cfg.RequestHeader.UIDHeaders,
+			GroupHeaders:        cfg.RequestHeader.GroupHeaders,
+			ExtraHeaderPrefixes: cfg.RequestHeader.ExtraHeaderPrefixes,
+		},
+		Kube:               kube,
 		APIAudiences:       cfg.APIAudiences,
 		AdminGroups:        cfg.AdminGroups,
 		TokenAuthenticator: verifier,
@@ -129,6 +144,16 @@ func NewServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 		return nil, err
 	}
 	return s, nil
+}
+
+// kubeClient is the client of cluster-connected mode, nil when standalone.
+func kubeClient(cfg *config.Config) (kubernetes.Interface, error) {
+	rc, err := cfg.RESTConfig()
+	if err != nil || rc == nil {
+		return nil, err
+	}
+	rc.UserAgent = "portcullis/" + Version
+	return kubernetes.NewForConfig(rc)
 }
 
 // WebhookAddr is where the webhook listens.
