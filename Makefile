@@ -30,6 +30,10 @@ test: e2e-tools ## Run every test: unit, integration, crash and end-to-end (buil
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 30m ./...
 
+.PHONY: e2e
+e2e: e2e-tools ## Run only the end-to-end suite (real kube-apiserver, etcd, kubectl and portcullis processes).
+	$(GO) test -count=1 -timeout 20m -v ./test/e2e
+
 .PHONY: testrace
 testrace: e2e-tools ## Run every test with the race detector.
 	$(GO) test -race -count=1 -timeout 45m ./...

@@ -71,6 +71,21 @@ func newFixture(t testing.TB) *fixture {
 	}
 }
 
+// freshVerifier is a verifier with a new, loaded cache over the fixture's
+// store: nothing is cached, so every review asks the store.
+func (f *fixture) freshVerifier(t testing.TB) *Verifier {
+	t.Helper()
+	c, err := cache.New(f.store, cache.Options{Clock: f.clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	if err := c.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return NewVerifier(f.ring, c, VerifierOptions{Issuer: testIssuer, APIAudiences: []string{testAudience}, Clock: f.clock})
+}
+
 func (f *fixture) mint(t testing.TB, subject string, lifetime time.Duration, auds ...string) *issuer.Token {
 	t.Helper()
 	if len(auds) == 0 {
@@ -292,15 +307,7 @@ func TestReviewStoreDown(t *testing.T) {
 	f := newFixture(t)
 	tok := f.mint(t, "u", time.Hour)
 	// A fresh cache has no record cached, so the review must ask the store.
-	c, err := cache.New(f.store, cache.Options{Clock: f.clock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.Load(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	v := NewVerifier(f.ring, c, VerifierOptions{Issuer: testIssuer, APIAudiences: []string{testAudience}, Clock: f.clock})
+	v := f.freshVerifier(t)
 	f.store.Close()
 	res, err := v.Review(context.Background(), tok.Value, nil)
 	if err == nil || res.Authenticated() {

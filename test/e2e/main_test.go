@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"portcullis.dev/portcullis/internal/testutil"
 )
 
 // portcullisBin is the binary under test, built once by TestMain.
@@ -59,23 +60,7 @@ func tool(t *testing.T, name string) string {
 	return path
 }
 
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
-}
+func freePorts(t *testing.T, n int) []int { return testutil.FreePorts(t, n) }
 
 // run runs a command to completion and returns its stdout; stderr goes to the
 // test log.
@@ -92,6 +77,19 @@ func run(t *testing.T, name string, args ...string) (string, error) {
 	}
 	if err != nil {
 		return out.String(), fmt.Errorf("%s %v: %w: %s", filepath.Base(name), args, err, errOut.String())
+	}
+	return out.String(), nil
+}
+
+// runQuiet runs a command and returns its stdout, with stderr in the error.
+func runQuiet(name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("%s: %w: %s", filepath.Base(name), err, errOut.String())
 	}
 	return out.String(), nil
 }

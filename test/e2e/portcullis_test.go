@@ -29,9 +29,15 @@ type instance struct {
 // initInstance runs the real `portcullis init` with free ports.
 func initInstance(t *testing.T) *instance {
 	t.Helper()
+	return initInstanceHosts(t, "127.0.0.1,localhost")
+}
+
+// initInstanceHosts is initInstance with the serving certificate's hosts.
+func initInstanceHosts(t *testing.T, hosts string) *instance {
+	t.Helper()
 	ports := freePorts(t, 2)
 	in := &instance{dir: filepath.Join(t.TempDir(), "p"), webhookPort: ports[0], securePort: ports[1]}
-	if _, err := run(t, portcullisBin, "init", "--dir", in.dir, "--hosts", "127.0.0.1,localhost",
+	if _, err := run(t, portcullisBin, "init", "--dir", in.dir, "--hosts", hosts,
 		"--webhook-port", itoa(in.webhookPort), "--secure-port", itoa(in.securePort),
 		"--api-audiences", "https://kubernetes.default.svc.cluster.local"); err != nil {
 		t.Fatal(err)

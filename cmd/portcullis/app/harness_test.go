@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -27,6 +26,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"portcullis.dev/portcullis/config"
+	"portcullis.dev/portcullis/internal/testutil"
 )
 
 // syncBuffer collects logs from many goroutines.
@@ -62,23 +62,7 @@ type harness struct {
 	tokens []string // every token value handed out, to check none leaked
 }
 
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	var ports []int
-	var ls []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	for _, l := range ls {
-		l.Close()
-	}
-	return ports
-}
+func freePorts(t *testing.T, n int) []int { return testutil.FreePorts(t, n) }
 
 // initDir runs `portcullis init` into a new directory with free ports.
 func initDir(t *testing.T) string {

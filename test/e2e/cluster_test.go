@@ -1,0 +1,293 @@
+package e2e
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Static users of the test kube-apiserver (--token-auth-file).
+const (
+	adminToken      = "admin-token"
+	portcullisToken = "portcullis-token"
+	aliceToken      = "alice-token"
+	bobToken        = "bob-token"
+	apiAudience     = "https://kubernetes.default.svc.cluster.local"
+	frontProxyName  = "front-proxy-client"
+)
+
+// cluster is etcd, Portcullis (cluster-connected) and kube-apiservers on
+// 127.0.0.1, sharing one etcd.
+type cluster struct {
+	t          *testing.T
+	dir        string
+	etcdURL    string
+	portcullis *instance
+	frontProxy struct{ ca, cert, key string }
+	saKey      string
+	tokenFile  string
+}
+
+// kubeAPIServer is one running kube-apiserver.
+type kubeAPIServer struct {
+	port int
+	ca   string
+	proc *process
+}
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	c := &cluster{t: t, dir: t.TempDir()}
+	ports := freePorts(t, 2)
+	c.etcdURL = "http://127.0.0.1:" + itoa(ports[0])
+	start(t, tool(t, "etcd"), "--data-dir", filepath.Join(c.dir, "etcd"),
+		"--listen-client-urls", c.etcdURL, "--advertise-client-urls", c.etcdURL,
+		"--listen-peer-urls", "http://127.0.0.1:"+itoa(ports[1]), "--initial-advertise-peer-urls", "http://127.0.0.1:"+itoa(ports[1]),
+		"--initial-cluster", "default=http://127.0.0.1:"+itoa(ports[1]), "--log-level", "warn")
+
+	c.writeFrontProxyPKI()
+	c.saKey = filepath.Join(c.dir, "sa.key")
+	writeECKey(t, c.saKey)
+	c.tokenFile = filepath.Join(c.dir, "tokens.csv")
+	os.WriteFile(c.tokenFile, []byte(strings.Join([]string{
+		adminToken + `,admin,admin-uid,"system:masters"`,
+		portcullisToken + ",portcullis,portcullis-uid",
+		aliceToken + `,alice,alice-uid,"developers"`,
+		bobToken + ",bob,bob-uid",
+	}, "\n")+"\n"), 0o600)
+
+	c.portcullis = initInstanceHosts(t, "127.0.0.1,localhost,portcullis.portcullis.svc")
+	return c
+}
+
+// servePortcullis starts Portcullis cluster-connected to api, trusting the
+// aggregation layer's front proxy.
+func (c *cluster) servePortcullis(api *kubeAPIServer) {
+	c.t.Helper()
+	kubeconfig := c.kubeconfig(api, portcullisToken)
+	c.portcullis.serve(c.t, "--kubeconfig", kubeconfig,
+		"--requestheader-client-ca-file", c.frontProxy.ca, "--requestheader-allowed-names", frontProxyName)
+}
+
+// startKubeAPIServer starts a kube-apiserver using webhookKubeconfig as its
+// token webhook in the given version, with a 1s webhook cache.
+func (c *cluster) startKubeAPIServer(webhookKubeconfig, version string) *kubeAPIServer {
+	c.t.Helper()
+	return c.startKubeAPIServerCacheTTL(webhookKubeconfig, version, "1s")
+}
+
+// startKubeAPIServerCacheTTL is startKubeAPIServer with the given
+// --authentication-token-webhook-cache-ttl ("" for kube-apiserver's default).
+func (c *cluster) startKubeAPIServerCacheTTL(webhookKubeconfig, version, cacheTTL string) *kubeAPIServer {
+	c.t.Helper()
+	port := freePorts(c.t, 1)[0]
+	certDir := filepath.Join(c.dir, "apiserver-"+itoa(port))
+	api := &kubeAPIServer{port: port, ca: filepath.Join(certDir, "apiserver.crt")}
+	args := []string{
+		"--etcd-servers", c.etcdURL,
+		"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1", "--secure-port", itoa(port),
+		"--endpoint-reconciler-type", "none", "--cert-dir", certDir,
+		"--service-account-issuer", apiAudience,
+		"--service-account-key-file", c.saKey, "--service-account-signing-key-file", c.saKey,
+		"--service-cluster-ip-range", "10.96.0.0/24",
+		"--authorization-mode", "RBAC", "--token-auth-file", c.tokenFile,
+		"--authentication-token-webhook-config-file", webhookKubeconfig,
+		"--authentication-token-webhook-version", version,
+		"--requestheader-client-ca-file", c.frontProxy.ca,
+		"--requestheader-allowed-names", frontProxyName,
+		"--requestheader-username-headers", "X-Remote-User",
+		"--requestheader-group-headers", "X-Remote-Group",
+		"--requestheader-extra-headers-prefix", "X-Remote-Extra-",
+		"--proxy-client-cert-file", c.frontProxy.cert, "--proxy-client-key-file", c.frontProxy.key,
+	}
+	if cacheTTL != "" {
+		args = append(args, "--authentication-token-webhook-cache-ttl", cacheTTL)
+	}
+	api.proc = start(c.t, tool(c.t, "kube-apiserver"), args...)
+	c.waitKubeReady(api)
+	return api
+}
+
+func (c *cluster) waitKubeReady(api *kubeAPIServer) {
+	c.t.Helper()
+	for range 600 {
+		if _, err := os.Stat(api.ca); err == nil {
+			out, err := c.kubectlQuiet(api, adminToken, "get", "--raw", "/readyz")
+			if err == nil && strings.TrimSpace(out) == "ok" {
+				return
+			}
+		}
+		select {
+		case <-api.proc.done:
+			c.t.Fatalf("kube-apiserver exited: %v\n%s", api.proc.err, tail(api.proc.logs.String(), 3000))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	c.t.Fatalf("kube-apiserver never became ready:\n%s", tail(api.proc.logs.String(), 3000))
+}
+
+// kubeconfig writes a kubeconfig for api with a bearer token.
+func (c *cluster) kubeconfig(api *kubeAPIServer, token string) string {
+	c.t.Helper()
+	path := filepath.Join(c.dir, "kubeconfig-"+itoa(api.port)+"-"+strings.TrimSuffix(token, "-token"))
+	content := `apiVersion: v1
+kind: Config
+clusters:
+- name: k
+  cluster: {server: "https://127.0.0.1:` + itoa(api.port) + `", certificate-authority: "` + api.ca + `"}
+users:
+- name: u
+  user: {token: "` + token + `"}
+contexts:
+- name: k
+  context: {cluster: k, user: u}
+current-context: k
+`
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		c.t.Fatal(err)
+	}
+	return path
+}
+
+// kubectl runs kubectl against api as the holder of token.
+func (c *cluster) kubectl(api *kubeAPIServer, token string, args ...string) (string, error) {
+	c.t.Helper()
+	return run(c.t, tool(c.t, "kubectl"), append([]string{"--server", "https://127.0.0.1:" + itoa(api.port), "--certificate-authority", api.ca, "--token", token}, args...)...)
+}
+
+// kubectlQuiet is kubectl without logging stderr (for polling).
+func (c *cluster) kubectlQuiet(api *kubeAPIServer, token string, args ...string) (string, error) {
+	out, err := runQuiet(tool(c.t, "kubectl"), append([]string{"--server", "https://127.0.0.1:" + itoa(api.port), "--certificate-authority", api.ca, "--token", token, "--request-timeout", "10s"}, args...)...)
+	return out, err
+}
+
+// apply creates objects from YAML as the admin.
+func (c *cluster) apply(api *kubeAPIServer, yaml string) {
+	c.t.Helper()
+	path := filepath.Join(c.dir, "objects-"+itoa(int(time.Now().UnixNano()))+".yaml")
+	os.WriteFile(path, []byte(yaml), 0o600)
+	if _, err := c.kubectl(api, adminToken, "apply", "-f", path); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// registerAggregation creates the ExternalName Service and the APIService
+// that make kube-apiserver's aggregation layer forward portcullis.dev to
+// the issuer on 127.0.0.1, and the RBAC Portcullis needs as a delegating
+// server.
+func (c *cluster) registerAggregation(api *kubeAPIServer) {
+	c.t.Helper()
+	ca, err := os.ReadFile(filepath.Join(c.portcullis.dir, "ca.crt"))
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	c.apply(api, `apiVersion: v1
+kind: Namespace
+metadata: {name: portcullis}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: portcullis, namespace: portcullis}
+spec:
+  type: ExternalName
+  externalName: localhost
+  ports: [{name: https, port: `+itoa(c.portcullis.securePort)+`}]
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {name: v1alpha1.portcullis.dev}
+spec:
+  group: portcullis.dev
+  version: v1alpha1
+  groupPriorityMinimum: 1000
+  versionPriority: 15
+  caBundle: `+base64.StdEncoding.EncodeToString(ca)+`
+  service: {name: portcullis, namespace: portcullis, port: `+itoa(c.portcullis.securePort)+`}
+---
+# Portcullis as a delegating server: TokenReview and SubjectAccessReview.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: portcullis:auth-delegator}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:auth-delegator}
+subjects: [{kind: User, name: portcullis}]
+---
+# Who may revoke: alice yes, bob no.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: portcullis:revoker}
+rules:
+- apiGroups: [portcullis.dev]
+  resources: [revocations]
+  verbs: [get, list, create]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: portcullis:revoker:alice}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: portcullis:revoker}
+subjects: [{kind: User, name: alice}]
+`)
+	for range 300 {
+		out, _ := c.kubectlQuiet(api, adminToken, "get", "apiservice", "v1alpha1.portcullis.dev", "-o", `jsonpath={.status.conditions[?(@.type=="Available")].status}`)
+		if out == "True" {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// kube-apiserver fetches an APIService's OpenAPI after it is available;
+	// until then kubectl cannot validate objects of the group on the server.
+	for range 300 {
+		out, _ := c.kubectlQuiet(api, adminToken, "get", "--raw", "/openapi/v3")
+		if strings.Contains(out, "apis/portcullis.dev/v1alpha1") {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	out, _ := c.kubectlQuiet(api, adminToken, "get", "apiservice", "v1alpha1.portcullis.dev", "-o", "yaml")
+	c.t.Fatalf("APIService never became available:\n%s", out)
+}
+
+func (c *cluster) writeFrontProxyPKI() {
+	c.t.Helper()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "front-proxy-ca"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+	caDER, _ := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	caCert, _ := x509.ParseCertificate(caDER)
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: frontProxyName}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	c.frontProxy.ca = filepath.Join(c.dir, "front-proxy-ca.crt")
+	c.frontProxy.cert = filepath.Join(c.dir, "front-proxy-client.crt")
+	c.frontProxy.key = filepath.Join(c.dir, "front-proxy-client.key")
+	os.WriteFile(c.frontProxy.ca, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644)
+	os.WriteFile(c.frontProxy.cert, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
+	keyDER, _ := x509.MarshalECPrivateKey(key)
+	os.WriteFile(c.frontProxy.key, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600)
+}
+
+func writeECKey(t *testing.T, path string) {
+	t.Helper()
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	der, _ := x509.MarshalECPrivateKey(key)
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}

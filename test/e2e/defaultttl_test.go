@@ -1,0 +1,42 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRevocationDelayWithDefaultCacheTTL measures how long kube-apiserver,
+// with its default --authentication-token-webhook-cache-ttl (2m), keeps
+// accepting a token after Portcullis revoked it. It takes over two minutes,
+// so it runs only with PORTCULLIS_E2E_SLOW=1; docs/kube-apiserver.md records
+// its result.
+func TestRevocationDelayWithDefaultCacheTTL(t *testing.T) {
+	if os.Getenv("PORTCULLIS_E2E_SLOW") == "" {
+		t.Skip("takes over two minutes; set PORTCULLIS_E2E_SLOW=1")
+	}
+	c := newCluster(t)
+	api := c.startKubeAPIServerCacheTTL(filepath.Join(c.portcullis.dir, "webhook.kubeconfig"), "v1", "")
+	c.servePortcullis(api)
+	admin := filepath.Join(c.portcullis.dir, "admin.kubeconfig")
+	out, err := run(t, tool(t, "kubectl"), "--kubeconfig", admin, "create", "token", "sa", "-n", "ns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := strings.TrimSpace(out)
+	if _, err := c.kubectlQuiet(api, token, "auth", "whoami"); err != nil {
+		t.Fatal(err)
+	}
+	revoke(t, admin, "--jti", jtiOf(token))
+	revokedAt := time.Now()
+	for range 400 {
+		if _, err := c.kubectlQuiet(api, token, "auth", "whoami"); err != nil && strings.Contains(err.Error(), "Unauthorized") {
+			t.Logf("default cache TTL: the revoked token was still accepted for %v after its revocation", time.Since(revokedAt).Round(time.Second))
+			return
+		}
+		time.Sleep(time.Second)
+	}
+	t.Fatal("the revoked token was still accepted after 400s")
+}

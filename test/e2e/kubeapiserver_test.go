@@ -1,0 +1,235 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jws"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"portcullis.dev/portcullis/keys"
+)
+
+// TestKubeAPIServer runs Portcullis as the token webhook of real
+// kube-apiservers (one asking in v1, one in v1beta1) and as an aggregated API
+// server behind them.
+func TestKubeAPIServer(t *testing.T) {
+	c := newCluster(t)
+	webhook := filepath.Join(c.portcullis.dir, "webhook.kubeconfig")
+	// Portcullis does not need kube-apiserver to start: it asks it only when
+	// a request needs TokenReview or SubjectAccessReview.
+	v1 := c.startKubeAPIServer(webhook, "v1")
+	c.servePortcullis(v1)
+	v1beta1 := c.startKubeAPIServer(webhook, "v1beta1")
+	c.registerAggregation(v1)
+	admin := filepath.Join(c.portcullis.dir, "admin.kubeconfig")
+	kubectl := tool(t, "kubectl")
+
+	// mint uses the real kubectl against the issuer, as the admin.
+	mint := func(t *testing.T, ns, name string) string {
+		t.Helper()
+		out, err := run(t, kubectl, "--kubeconfig", admin, "create", "token", name, "-n", ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(out)
+	}
+	whoami := func(api *kubeAPIServer, token string) (string, error) {
+		return c.kubectlQuiet(api, token, "auth", "whoami")
+	}
+
+	t.Run("kubectl create token authenticates at kube-apiserver", func(t *testing.T) {
+		for name, api := range map[string]*kubeAPIServer{"v1": v1, "v1beta1": v1beta1} {
+			token := mint(t, "ci", "builder-"+name)
+			out, err := whoami(api, token)
+			if err != nil {
+				t.Fatalf("webhook %s: whoami: %v", name, err)
+			}
+			for _, want := range []string{"system:serviceaccount:ci:builder-" + name, "system:serviceaccounts", "system:serviceaccounts:ci", "system:authenticated"} {
+				if !strings.Contains(out, want) {
+					t.Fatalf("webhook %s: whoami printed\n%s\nwithout %q", name, out, want)
+				}
+			}
+		}
+	})
+
+	t.Run("bad, expired and revoked tokens get 401", func(t *testing.T) {
+		assert401 := func(what, token string) {
+			t.Helper()
+			out, err := whoami(v1, token)
+			if err == nil || !strings.Contains(err.Error(), "Unauthorized") {
+				t.Fatalf("%s: whoami = %q, %v; want 401 Unauthorized", what, out, err)
+			}
+		}
+		assert401("bad token", "not-a-token")
+		assert401("expired token", expiredToken(t, c.portcullis.dir))
+
+		// Revoked before kube-apiserver ever saw it: refused at once.
+		fresh := mint(t, "ci", "revoked-early")
+		revoke(t, admin, "--jti", jtiOf(fresh))
+		assert401("token revoked before first use", fresh)
+
+		// Used, then revoked: kube-apiserver keeps its success for the cache
+		// TTL (1s here) plus its own fixed 10s, then asks again.
+		used := mint(t, "ci", "revoked-late")
+		if _, err := whoami(v1, used); err != nil {
+			t.Fatalf("fresh token: %v", err)
+		}
+		revokedAt := time.Now()
+		revoke(t, admin, "--jti", jtiOf(used))
+		var refusedAfter time.Duration
+		for range 60 {
+			if _, err := whoami(v1, used); err != nil && strings.Contains(err.Error(), "Unauthorized") {
+				refusedAfter = time.Since(revokedAt)
+				break
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		if refusedAfter == 0 {
+			t.Fatal("kube-apiserver still accepts a revoked token after 30s")
+		}
+		t.Logf("a used token was refused by kube-apiserver %v after its revocation (cache TTL 1s + 10s success cache)", refusedAfter.Round(100*time.Millisecond))
+	})
+
+	t.Run("Portcullis down: 401, then recovery without restarting kube-apiserver", func(t *testing.T) {
+		token := mint(t, "ci", "outage")
+		c.portcullis.proc.stop(syscall.SIGTERM)
+		if _, err := whoami(v1, token); err == nil || !strings.Contains(err.Error(), "Unauthorized") {
+			t.Fatalf("Portcullis down: whoami err = %v, want 401 (fail closed)", err)
+		}
+		c.servePortcullis(v1)
+		var out string
+		var err error
+		for range 20 {
+			if out, err = whoami(v1, token); err == nil {
+				break
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+		if err != nil || !strings.Contains(out, "system:serviceaccount:ci:outage") {
+			t.Fatalf("after Portcullis came back: %q, %v", out, err)
+		}
+	})
+
+	t.Run("kube-apiserver without the webhook client certificate is refused", func(t *testing.T) {
+		noCert := withoutClientCert(t, webhook)
+		api := c.startKubeAPIServer(noCert, "v1")
+		token := mint(t, "ci", "no-client-cert")
+		if _, err := whoami(api, token); err == nil || !strings.Contains(err.Error(), "Unauthorized") {
+			t.Fatalf("kube-apiserver without a client certificate: err = %v, want 401", err)
+		}
+		if logs := c.portcullis.proc.logs.String(); !strings.Contains(logs, "TLS handshake error") {
+			t.Fatalf("Portcullis' debug log does not show the refused handshake:\n%s", tail(logs, 2000))
+		}
+		if _, err := whoami(v1, token); err != nil {
+			t.Fatalf("the same token at the kube-apiserver with the certificate: %v", err)
+		}
+		api.proc.stop(syscall.SIGTERM)
+	})
+
+	t.Run("aggregation layer: discovery, caller identity and RBAC", func(t *testing.T) {
+		out, err := c.kubectl(v1, adminToken, "get", "--raw", "/apis/portcullis.dev/v1alpha1")
+		if err != nil || !strings.Contains(out, `"revocations"`) {
+			t.Fatalf("get --raw through the aggregation layer: %q %v", out, err)
+		}
+		// alice may revoke (RBAC): `portcullis revoke` with a kubeconfig for
+		// kube-apiserver goes through the aggregation layer, and the issuer
+		// records the user kube-apiserver authenticated. (kubectl create -f
+		// of a create-only type wants to list CRDs for client-side
+		// validation, which alice may not: see docs/kube-apiserver.md.)
+		out, err = run(t, portcullisBin, "revoke", "--kubeconfig", c.kubeconfig(v1, aliceToken), "--subject", "system:serviceaccount:ci:nobody", "--reason", "e2e")
+		if err != nil || !strings.Contains(out, "created") {
+			t.Fatalf("alice revoke through aggregation: %q %v", out, err)
+		}
+		name := strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(out), "revocation.portcullis.dev/"), " created")
+		if _, err := c.kubectl(v1, aliceToken, "create", "--validate=false", "-f", writeRevocation(t, c.dir, "by-alice")); err != nil {
+			t.Fatalf("alice kubectl create --validate=false through aggregation: %v", err)
+		}
+		for _, n := range []string{name, "by-alice"} {
+			by, err := c.kubectl(v1, aliceToken, "get", "revocation", n, "-o", "jsonpath={.status.revokedBy}")
+			if err != nil || by != "alice" {
+				t.Fatalf("%s: revokedBy = %q, %v; want the user kube-apiserver authenticated (alice)", n, by, err)
+			}
+		}
+		// bob may not: 403 Status.
+		out, err = c.kubectlQuiet(v1, bobToken, "get", "revocations")
+		if err == nil || !strings.Contains(err.Error(), "Forbidden") || !strings.Contains(err.Error(), `User "bob"`) {
+			t.Fatalf("bob through aggregation: %q %v; want 403 Forbidden", out, err)
+		}
+		// Directly at the issuer, the same kube tokens are checked by TokenReview
+		// and the same RBAC decides by SubjectAccessReview.
+		issuer := "https://127.0.0.1:" + itoa(c.portcullis.securePort)
+		ca := filepath.Join(c.portcullis.dir, "ca.crt")
+		if out, err := runQuiet(kubectl, "--server", issuer, "--certificate-authority", ca, "--token", aliceToken, "get", "revocations"); err != nil || !strings.Contains(out, "by-alice") {
+			t.Fatalf("alice at the issuer: %q %v", out, err)
+		}
+		if _, err := runQuiet(kubectl, "--server", issuer, "--certificate-authority", ca, "--token", bobToken, "get", "revocations"); err == nil || !strings.Contains(err.Error(), "Forbidden") {
+			t.Fatalf("bob at the issuer: %v; want 403 from SubjectAccessReview", err)
+		}
+		if _, err := runQuiet(kubectl, "--server", issuer, "--certificate-authority", ca, "--token", "unknown-token", "get", "revocations"); err == nil || !strings.Contains(err.Error(), "Unauthorized") {
+			t.Fatalf("unknown token at the issuer: %v; want 401", err)
+		}
+	})
+}
+
+// writeRevocation writes a Revocation manifest of a subject into dir.
+func writeRevocation(t *testing.T, dir, name string) string {
+	t.Helper()
+	path := filepath.Join(dir, name+".yaml")
+	if err := os.WriteFile(path, []byte("apiVersion: portcullis.dev/v1alpha1\nkind: Revocation\nmetadata: {name: "+name+"}\nspec: {subject: system:serviceaccount:ci:nobody}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// revoke runs `portcullis revoke` with the admin kubeconfig.
+func revoke(t *testing.T, kubeconfig string, args ...string) {
+	t.Helper()
+	if _, err := run(t, portcullisBin, append([]string{"revoke", "--kubeconfig", kubeconfig}, args...)...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// expiredToken signs an expired token with the real signing key: a token
+// Portcullis issued an hour ago for ten minutes looks exactly like this. (The
+// TokenRequest API cannot mint one shorter than 10 minutes, and the process's
+// clock is real.)
+func expiredToken(t *testing.T, dir string) string {
+	t.Helper()
+	ring, err := keys.LoadDir(filepath.Join(dir, "keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	payload, _ := json.Marshal(map[string]any{"iss": "https://portcullis.portcullis.svc", "sub": "system:serviceaccount:ci:old",
+		"aud": []string{apiAudience}, "iat": now.Add(-time.Hour).Unix(), "nbf": now.Add(-time.Hour).Unix(),
+		"exp": now.Add(-50 * time.Minute).Unix(), "jti": "expired-jti"})
+	signed, err := jws.Sign(payload, jws.WithKey(ring[0].Algorithm, ring[0].Private()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(signed)
+}
+
+// withoutClientCert writes a copy of the webhook kubeconfig with the client
+// certificate removed.
+func withoutClientCert(t *testing.T, path string) string {
+	t.Helper()
+	kc, err := clientcmd.LoadFromFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range kc.AuthInfos {
+		u.ClientCertificateData, u.ClientKeyData = nil, nil
+	}
+	out := filepath.Join(t.TempDir(), "webhook-no-cert.kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, out); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
