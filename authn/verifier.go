@@ -58,6 +58,7 @@ const (
 	ReasonRecordMismatch Reason = "record_mismatch"
 	ReasonRecordExpired  Reason = "record_expired"
 	ReasonRevoked        Reason = "revoked"
+	ReasonDisabled       Reason = "disabled"
 )
 
 // Result is the outcome of a review that could be decided.
@@ -238,6 +239,10 @@ func (v *Verifier) review(ctx context.Context, token string, requested []string)
 		res.Reason = ReasonRecordExpired
 		return res, nil
 	}
+	if rec.User != nil && rec.User.Disabled {
+		res.Reason = ReasonDisabled
+		return res, nil
+	}
 	if _, revoked, err := v.cache.Revoked(rec); err != nil {
 		return res, fmt.Errorf("authn: revocation state: %w", err)
 	} else if revoked {
@@ -246,6 +251,9 @@ func (v *Verifier) review(ctx context.Context, token string, requested []string)
 	}
 	if !hit {
 		v.cache.RememberVerified(key, verified)
+	}
+	if rec.Kind == store.KindUser {
+		v.cache.Touch(rec.JTI, now)
 	}
 	res.User = userFor(rec)
 	return res, nil

@@ -59,8 +59,24 @@ type Cache struct {
 	mu       sync.RWMutex
 	revoked  map[string]time.Time // jti -> when its record expires (then the entry can go)
 	subjects map[string]time.Time // subject -> tokens issued at or before this are revoked
+	changed  map[string]change    // jti -> the latest record written here after its creation
 	loaded   bool
+
+	touchMu sync.Mutex
+	touched map[string]time.Time // jti -> last lastUsedAt written or queued
+	pending map[string]time.Time // jti -> lastUsedAt to write
 }
+
+// change is a record as this replica last wrote it (nil: deleted). A cached
+// copy fetched before the write may outlive it in ristretto for up to the
+// record TTL, so the change is kept that long and wins over the copy.
+type change struct {
+	record *store.Record
+	at     time.Time
+}
+
+// TouchInterval is the most often a token's lastUsedAt is written.
+const TouchInterval = time.Minute
 
 // sharedLookupTimeout bounds a store read shared by concurrent reviews.
 const sharedLookupTimeout = 10 * time.Second
@@ -111,6 +127,9 @@ func New(s store.Store, opts Options) (*Cache, error) {
 		hmacs:     sync.Pool{New: func() any { return hmac.New(sha256.New, key) }},
 		revoked:   map[string]time.Time{},
 		subjects:  map[string]time.Time{},
+		changed:   map[string]change{},
+		touched:   map[string]time.Time{},
+		pending:   map[string]time.Time{},
 	}, nil
 }
 
@@ -176,9 +195,19 @@ func (c *Cache) RememberVerified(key string, v *Verified) {
 }
 
 // Record returns the record for jti: from the cache, else from the store
-// (concurrent misses for one jti share a single store read). Store errors,
-// including store.ErrNotFound, are returned as they are.
+// (concurrent misses for one jti share a single store read). A change this
+// replica wrote wins over either. Store errors, including
+// store.ErrNotFound, are returned as they are.
 func (c *Cache) Record(ctx context.Context, jti string) (*store.Record, error) {
+	c.mu.RLock()
+	ch, changed := c.changed[jti]
+	c.mu.RUnlock()
+	if changed {
+		if ch.record == nil {
+			return nil, fmt.Errorf("cache: record %q was deleted: %w", jti, store.ErrNotFound)
+		}
+		return ch.record, nil
+	}
 	if r, ok := c.records.Get(jti); ok {
 		return r, nil
 	}
@@ -228,6 +257,79 @@ func (c *Cache) CreateRecord(ctx context.Context, r *store.Record) error {
 	return nil
 }
 
+// UpdateRecord updates the record in the store and, once that is durable,
+// makes this replica use the new record at once.
+func (c *Cache) UpdateRecord(ctx context.Context, jti string, update func(*store.Record) error) (*store.Record, error) {
+	r, err := c.store.UpdateRecord(ctx, jti, update)
+	if err != nil {
+		return nil, err
+	}
+	c.remember(jti, r)
+	return r, nil
+}
+
+// DeleteRecord deletes the record in the store and, once that is durable,
+// makes this replica refuse its token at once.
+func (c *Cache) DeleteRecord(ctx context.Context, jti string) error {
+	if err := c.store.DeleteRecord(ctx, jti); err != nil {
+		return err
+	}
+	c.remember(jti, nil)
+	return nil
+}
+
+func (c *Cache) remember(jti string, r *store.Record) {
+	c.mu.Lock()
+	c.changed[jti] = change{record: r, at: c.clock.Now()}
+	c.mu.Unlock()
+	c.records.Del(jti)
+}
+
+// Touch notes that the token jti authenticated at now. Its lastUsedAt is
+// written later by FlushTouches, at most once per TouchInterval, so reviews
+// never wait for a write.
+func (c *Cache) Touch(jti string, now time.Time) {
+	c.touchMu.Lock()
+	defer c.touchMu.Unlock()
+	if last, ok := c.touched[jti]; ok && now.Sub(last) < TouchInterval {
+		return
+	}
+	c.touched[jti] = now
+	c.pending[jti] = now
+}
+
+// FlushTouches writes the queued lastUsedAt times. Tokens deleted meanwhile
+// are skipped.
+func (c *Cache) FlushTouches(ctx context.Context) error {
+	c.touchMu.Lock()
+	pending := c.pending
+	c.pending = map[string]time.Time{}
+	cutoff := c.clock.Now().Add(-TouchInterval)
+	for jti, at := range c.touched {
+		if at.Before(cutoff) {
+			delete(c.touched, jti)
+		}
+	}
+	c.touchMu.Unlock()
+	c.mu.Lock()
+	c.forgetChangesLocked(c.clock.Now())
+	c.mu.Unlock()
+	var errs []error
+	for jti, at := range pending {
+		used := at.Truncate(time.Second)
+		_, err := c.store.UpdateRecord(ctx, jti, func(r *store.Record) error {
+			if r.User != nil {
+				r.User.LastUsedAt = &used
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Revoke writes rev to the store and, once it is durable, applies it to the
 // index, so this replica refuses the tokens before Revoke returns.
 func (c *Cache) Revoke(ctx context.Context, rev *store.Revocation) error {
@@ -257,8 +359,19 @@ func (c *Cache) PurgeExpired(ctx context.Context) (int, error) {
 			delete(c.revoked, jti)
 		}
 	}
+	c.forgetChangesLocked(now)
 	c.mu.Unlock()
 	return n, nil
+}
+
+// forgetChangesLocked drops changes older than twice the record TTL: every
+// cached copy from before them has expired by then.
+func (c *Cache) forgetChangesLocked(now time.Time) {
+	for jti, ch := range c.changed {
+		if now.Sub(ch.at) > 2*c.recordTTL {
+			delete(c.changed, jti)
+		}
+	}
 }
 
 // Wait blocks until pending ristretto writes are applied; for tests and

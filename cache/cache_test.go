@@ -118,3 +118,62 @@ func TestPurgeDropsExpiredIndexEntries(t *testing.T) {
 		t.Fatalf("purged record: %v", err)
 	}
 }
+
+func TestUpdateAndDeleteWinOverCachedCopies(t *testing.T) {
+	c, _, clk := newCache(t, 100)
+	ctx := context.Background()
+	rec := &store.Record{JTI: "j1", Kind: store.KindUser, Subject: "u", IssuedAt: clk.Now(), ExpiresAt: clk.Now().Add(time.Hour),
+		User: &store.UserToken{Name: "token-a"}}
+	if err := c.CreateRecord(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	c.Wait()
+	stale, _ := c.Record(ctx, "j1")
+	if _, err := c.UpdateRecord(ctx, "j1", func(r *store.Record) error { r.User.Disabled = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	// A copy fetched before the update lands in ristretto after it.
+	c.records.SetWithTTL("j1", stale, 1, time.Minute)
+	c.Wait()
+	if got, err := c.Record(ctx, "j1"); err != nil || !got.User.Disabled {
+		t.Fatalf("Record after disable = %+v, %v; want the disabled record", got, err)
+	}
+	if err := c.DeleteRecord(ctx, "j1"); err != nil {
+		t.Fatal(err)
+	}
+	c.records.SetWithTTL("j1", stale, 1, time.Minute)
+	c.Wait()
+	if _, err := c.Record(ctx, "j1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("Record after delete = %v, want ErrNotFound", err)
+	}
+}
+
+func TestTouchWritesLastUsedAtAtMostOncePerInterval(t *testing.T) {
+	c, st, clk := newCache(t, 100)
+	ctx := context.Background()
+	rec := &store.Record{JTI: "j1", Kind: store.KindUser, Subject: "u", IssuedAt: clk.Now(), ExpiresAt: clk.Now().Add(time.Hour),
+		User: &store.UserToken{Name: "token-a"}}
+	if err := c.CreateRecord(ctx, rec); err != nil {
+		t.Fatal(err)
+	}
+	first := clk.Now()
+	c.Touch("j1", first)
+	clk.Step(30 * time.Second)
+	c.Touch("j1", clk.Now()) // within the interval: not queued
+	if err := c.FlushTouches(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := st.GetRecord(ctx, "j1")
+	if got.User.LastUsedAt == nil || !got.User.LastUsedAt.Equal(first.Truncate(time.Second)) {
+		t.Fatalf("lastUsedAt = %v, want %v", got.User.LastUsedAt, first)
+	}
+	clk.Step(31 * time.Second)
+	c.Touch("j1", clk.Now())
+	if err := c.FlushTouches(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = st.GetRecord(ctx, "j1")
+	if !got.User.LastUsedAt.Equal(clk.Now().Truncate(time.Second)) {
+		t.Fatalf("lastUsedAt = %v after a minute, want %v", got.User.LastUsedAt, clk.Now())
+	}
+}

@@ -24,6 +24,8 @@ type Kind string
 const (
 	// KindServiceAccount tokens come from the TokenRequest front door.
 	KindServiceAccount Kind = "serviceaccount"
+	// KindUser tokens are users' own API tokens (ext.cattle.io Token).
+	KindUser Kind = "user"
 )
 
 // BoundObject is the object a token is bound to (TokenRequest's boundObjectRef).
@@ -61,6 +63,33 @@ type Record struct {
 	Binding *BoundObject `json:"binding,omitempty"`
 	// RevokedAt is set once the token was revoked by its jti.
 	RevokedAt *time.Time `json:"revokedAt,omitempty"`
+
+	// User is set for user tokens (KindUser): what their API shows and
+	// edits. Other kinds leave it nil.
+	User *UserToken `json:"user,omitempty"`
+}
+
+// UserToken is the part of a user token's record that its API manages.
+type UserToken struct {
+	// Name is the token's unique API name (token-…); records are indexed by it.
+	Name string `json:"name"`
+	// UID is the API object's uid.
+	UID string `json:"uid"`
+	// Description is free text.
+	Description string `json:"description,omitempty"`
+	// TokenKind is "session" for login tokens, anything else derived.
+	TokenKind string `json:"tokenKind,omitempty"`
+	// TTL is the lifetime from IssuedAt; ExpiresAt follows it.
+	TTL time.Duration `json:"ttl"`
+	// Disabled tokens are refused.
+	Disabled bool `json:"disabled,omitempty"`
+	// LastUpdated is when the token was created or last edited.
+	LastUpdated time.Time `json:"lastUpdated"`
+	// LastUsedAt is when the token last authenticated (minute precision).
+	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
+	// Labels and Annotations are the API object's.
+	Labels      map[string]string `json:"labels,omitempty"`
+	Annotations map[string]string `json:"annotations,omitempty"`
 }
 
 // Scope says what a revocation applies to.
@@ -102,15 +131,33 @@ type Revocation struct {
 type ListOptions struct {
 	// Subject, when set, keeps only the records of that subject.
 	Subject string
+	// Kind, when set, keeps only the records of that kind.
+	Kind Kind
+}
+
+// Matches reports whether r passes the filter.
+func (o ListOptions) Matches(r *Record) bool {
+	return (o.Subject == "" || r.Subject == o.Subject) && (o.Kind == "" || r.Kind == o.Kind)
 }
 
 // Store is the revocation and TTL store. Every method is safe for concurrent
 // use. A write that returns nil is durable (fsync or quorum) before it returns.
 type Store interface {
-	// CreateRecord stores a new record. ErrExists if its jti is taken.
+	// CreateRecord stores a new record. ErrExists if its jti, or the name of
+	// its user token, is taken.
 	CreateRecord(ctx context.Context, r *Record) error
 	// GetRecord returns the record with jti, or ErrNotFound.
 	GetRecord(ctx context.Context, jti string) (*Record, error)
+	// GetRecordByName returns the user token record named name, or ErrNotFound.
+	GetRecordByName(ctx context.Context, name string) (*Record, error)
+	// UpdateRecord applies update to the record with jti atomically and
+	// stores the result: ErrNotFound if there is none; an error from update
+	// aborts and is returned as is. update may run more than once and must
+	// not change JTI or the user token's Name.
+	UpdateRecord(ctx context.Context, jti string, update func(*Record) error) (*Record, error)
+	// DeleteRecord deletes the record with jti: ErrNotFound if there is none.
+	// A deleted token is refused like one that never existed.
+	DeleteRecord(ctx context.Context, jti string) error
 	// ListRecords returns the records that match opts, in no set order.
 	ListRecords(ctx context.Context, opts ListOptions) ([]*Record, error)
 	// Revoke stores rev. For ScopeJTI the record must exist (ErrNotFound

@@ -23,6 +23,7 @@ var (
 	bucketRecords     = []byte("records")
 	bucketExpiry      = []byte("expiry")
 	bucketRevocations = []byte("revocations")
+	bucketNames       = []byte("names") // user token name -> jti
 )
 
 // Store is a store.Store on a bbolt file.
@@ -43,7 +44,7 @@ func Open(path string, lockTimeout time.Duration) (*Store, error) {
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketRecords, bucketExpiry, bucketRevocations} {
+		for _, b := range [][]byte{bucketRecords, bucketExpiry, bucketRevocations, bucketNames} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -85,11 +86,115 @@ func (s *Store) CreateRecord(_ context.Context, r *store.Record) error {
 		if b.Get([]byte(r.JTI)) != nil {
 			return fmt.Errorf("bolt: record %q: %w", r.JTI, store.ErrExists)
 		}
+		if r.User != nil {
+			names := tx.Bucket(bucketNames)
+			if names.Get([]byte(r.User.Name)) != nil {
+				return fmt.Errorf("bolt: token name %q: %w", r.User.Name, store.ErrExists)
+			}
+			if err := names.Put([]byte(r.User.Name), []byte(r.JTI)); err != nil {
+				return err
+			}
+		}
 		if err := b.Put([]byte(r.JTI), data); err != nil {
 			return err
 		}
 		return tx.Bucket(bucketExpiry).Put(expiryKey(r.ExpiresAt, r.JTI), nil)
 	}))
+}
+
+// GetRecordByName implements store.Store.
+func (s *Store) GetRecordByName(_ context.Context, name string) (*store.Record, error) {
+	var r *store.Record
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		jti := tx.Bucket(bucketNames).Get([]byte(name))
+		if jti == nil {
+			return fmt.Errorf("bolt: token %q: %w", name, store.ErrNotFound)
+		}
+		var err error
+		r, err = getRecord(tx, jti)
+		return err
+	})
+	return r, wrap(err)
+}
+
+func getRecord(tx *bbolt.Tx, jti []byte) (*store.Record, error) {
+	data := tx.Bucket(bucketRecords).Get(jti)
+	if data == nil {
+		return nil, fmt.Errorf("bolt: record %q: %w", jti, store.ErrNotFound)
+	}
+	r := new(store.Record)
+	if err := json.Unmarshal(data, r); err != nil {
+		return nil, fmt.Errorf("bolt: decode record %q: %w", jti, err)
+	}
+	return r, nil
+}
+
+// UpdateRecord implements store.Store.
+func (s *Store) UpdateRecord(_ context.Context, jti string, update func(*store.Record) error) (*store.Record, error) {
+	var out *store.Record
+	err := s.db.Batch(func(tx *bbolt.Tx) error {
+		r, err := getRecord(tx, []byte(jti))
+		if err != nil {
+			return err
+		}
+		oldExpiry, oldName := r.ExpiresAt, userName(r)
+		if err := update(r); err != nil {
+			return err
+		}
+		if r.JTI != jti || userName(r) != oldName {
+			return fmt.Errorf("bolt: update of %q changed its jti or name", jti)
+		}
+		data, err := json.Marshal(r)
+		if err != nil {
+			return fmt.Errorf("bolt: encode record: %w", err)
+		}
+		if err := tx.Bucket(bucketRecords).Put([]byte(jti), data); err != nil {
+			return err
+		}
+		if !r.ExpiresAt.Equal(oldExpiry) {
+			expiry := tx.Bucket(bucketExpiry)
+			if err := expiry.Delete(expiryKey(oldExpiry, jti)); err != nil {
+				return err
+			}
+			if err := expiry.Put(expiryKey(r.ExpiresAt, jti), nil); err != nil {
+				return err
+			}
+		}
+		out = r
+		return nil
+	})
+	return out, wrap(err)
+}
+
+// DeleteRecord implements store.Store.
+func (s *Store) DeleteRecord(_ context.Context, jti string) error {
+	return wrap(s.db.Batch(func(tx *bbolt.Tx) error {
+		r, err := getRecord(tx, []byte(jti))
+		if err != nil {
+			return err
+		}
+		return deleteRecord(tx, r)
+	}))
+}
+
+func deleteRecord(tx *bbolt.Tx, r *store.Record) error {
+	if err := tx.Bucket(bucketRecords).Delete([]byte(r.JTI)); err != nil {
+		return err
+	}
+	if err := tx.Bucket(bucketExpiry).Delete(expiryKey(r.ExpiresAt, r.JTI)); err != nil {
+		return err
+	}
+	if name := userName(r); name != "" {
+		return tx.Bucket(bucketNames).Delete([]byte(name))
+	}
+	return nil
+}
+
+func userName(r *store.Record) string {
+	if r.User == nil {
+		return ""
+	}
+	return r.User.Name
 }
 
 // GetRecord implements store.Store.
@@ -115,7 +220,7 @@ func (s *Store) ListRecords(_ context.Context, opts store.ListOptions) ([]*store
 			if err := json.Unmarshal(v, r); err != nil {
 				return fmt.Errorf("bolt: decode record: %w", err)
 			}
-			if opts.Subject == "" || r.Subject == opts.Subject {
+			if opts.Matches(r) {
 				out = append(out, r)
 			}
 			return nil
@@ -199,7 +304,7 @@ func (s *Store) ListRevocations(_ context.Context) ([]*store.Revocation, error) 
 func (s *Store) PurgeExpired(_ context.Context, now time.Time) (int, error) {
 	n := 0
 	err := s.db.Update(func(tx *bbolt.Tx) error {
-		records, expiry, revs := tx.Bucket(bucketRecords), tx.Bucket(bucketExpiry), tx.Bucket(bucketRevocations)
+		expiry, revs := tx.Bucket(bucketExpiry), tx.Bucket(bucketRevocations)
 		limit := expiryKey(now, "")
 		var due [][]byte
 		c := expiry.Cursor()
@@ -207,10 +312,18 @@ func (s *Store) PurgeExpired(_ context.Context, now time.Time) (int, error) {
 			due = append(due, bytes.Clone(k))
 		}
 		for _, k := range due {
-			if err := records.Delete(k[8:]); err != nil {
+			r, err := getRecord(tx, k[8:])
+			if errors.Is(err, store.ErrNotFound) {
+				// An index entry without its record: drop it.
+				if err := expiry.Delete(k); err != nil {
+					return err
+				}
+				continue
+			}
+			if err != nil {
 				return err
 			}
-			if err := expiry.Delete(k); err != nil {
+			if err := deleteRecord(tx, r); err != nil {
 				return err
 			}
 			n++

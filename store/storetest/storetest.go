@@ -54,6 +54,13 @@ func RunTests(t *testing.T, newStore Factory) {
 		{"PurgeExpired", testPurgeExpired},
 		{"Durable", testDurable},
 		{"Concurrent", testConcurrent},
+		{"UserTokenByName", testUserTokenByName},
+		{"UserTokenNameTaken", testUserTokenNameTaken},
+		{"UpdateRecord", testUpdateRecord},
+		{"UpdateRecordAborts", testUpdateRecordAborts},
+		{"UpdateRecordMovesExpiry", testUpdateRecordMovesExpiry},
+		{"DeleteRecord", testDeleteRecord},
+		{"ListRecordsByKind", testListRecordsByKind},
 		{"Closed", testClosed},
 	}
 	for _, tc := range tests {
@@ -312,5 +319,128 @@ func testClosed(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
 	}
 	if err := s.Ready(ctx(t)); err == nil {
 		t.Fatal("Ready after Close = nil, want an error")
+	}
+}
+
+func userRecord(jti, name, owner string, expires time.Time) *store.Record {
+	r := record(jti, owner, expires)
+	r.Kind = store.KindUser
+	r.Binding = nil
+	r.User = &store.UserToken{Name: name, UID: "uid-" + name, Description: "d", TTL: expires.Sub(r.IssuedAt), LastUpdated: r.IssuedAt,
+		Labels: map[string]string{"team": "a"}}
+	return r
+}
+
+func testUserTokenByName(t *testing.T, s store.Store, reopen func(*testing.T) store.Store) {
+	want := userRecord("j1", "token-abc", "alice", base.Add(time.Hour))
+	mustCreate(t, s, want)
+	got, err := s.GetRecordByName(ctx(t), "token-abc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertRecord(t, got, want)
+	if got.User == nil || got.User.Name != "token-abc" || got.User.Labels["team"] != "a" || got.User.TTL != want.User.TTL {
+		t.Fatalf("user token = %+v", got.User)
+	}
+	if _, err := s.GetRecordByName(ctx(t), "token-none"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("GetRecordByName(missing) = %v, want ErrNotFound", err)
+	}
+	s2 := reopen(t)
+	if _, err := s2.GetRecordByName(ctx(t), "token-abc"); err != nil {
+		t.Fatalf("after reopen: %v", err)
+	}
+}
+
+func testUserTokenNameTaken(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	mustCreate(t, s, userRecord("j1", "token-abc", "alice", base.Add(time.Hour)))
+	err := s.CreateRecord(ctx(t), userRecord("j2", "token-abc", "bob", base.Add(time.Hour)))
+	if !errors.Is(err, store.ErrExists) {
+		t.Fatalf("second token with the same name = %v, want ErrExists", err)
+	}
+	if _, err := s.GetRecord(ctx(t), "j2"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("refused record was stored: %v", err)
+	}
+}
+
+func testUpdateRecord(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	mustCreate(t, s, userRecord("j1", "token-abc", "alice", base.Add(time.Hour)))
+	got, err := s.UpdateRecord(ctx(t), "j1", func(r *store.Record) error {
+		r.User.Description = "new"
+		r.User.Disabled = true
+		return nil
+	})
+	if err != nil || got.User.Description != "new" || !got.User.Disabled {
+		t.Fatalf("UpdateRecord = %+v, %v", got, err)
+	}
+	again, _ := s.GetRecord(ctx(t), "j1")
+	if again.User.Description != "new" || !again.User.Disabled {
+		t.Fatalf("update not stored: %+v", again.User)
+	}
+	if _, err := s.UpdateRecord(ctx(t), "missing", func(*store.Record) error { return nil }); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("UpdateRecord(missing) = %v, want ErrNotFound", err)
+	}
+	if _, err := s.UpdateRecord(ctx(t), "j1", func(r *store.Record) error { r.User.Name = "token-other"; return nil }); err == nil {
+		t.Fatal("an update that renames the token was accepted")
+	}
+}
+
+func testUpdateRecordAborts(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	mustCreate(t, s, userRecord("j1", "token-abc", "alice", base.Add(time.Hour)))
+	boom := errors.New("refused")
+	_, err := s.UpdateRecord(ctx(t), "j1", func(r *store.Record) error {
+		r.User.Description = "half-done"
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("UpdateRecord = %v, want the update's own error", err)
+	}
+	if got, _ := s.GetRecord(ctx(t), "j1"); got.User.Description != "d" {
+		t.Fatalf("aborted update was stored: %q", got.User.Description)
+	}
+}
+
+func testUpdateRecordMovesExpiry(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	mustCreate(t, s, userRecord("j1", "token-abc", "alice", base.Add(time.Hour)))
+	if _, err := s.UpdateRecord(ctx(t), "j1", func(r *store.Record) error {
+		r.ExpiresAt = base.Add(time.Minute)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.PurgeExpired(ctx(t), base.Add(2*time.Minute)); err != nil || n != 1 {
+		t.Fatalf("PurgeExpired after shortening = %d, %v; want the record purged", n, err)
+	}
+	if _, err := s.GetRecordByName(ctx(t), "token-abc"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("purged token still found by name: %v", err)
+	}
+	// The name is free again.
+	mustCreate(t, s, userRecord("j2", "token-abc", "alice", base.Add(time.Hour)))
+}
+
+func testDeleteRecord(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	mustCreate(t, s, userRecord("j1", "token-abc", "alice", base.Add(time.Hour)))
+	if err := s.DeleteRecord(ctx(t), "j1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetRecord(ctx(t), "j1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("deleted record: %v", err)
+	}
+	if _, err := s.GetRecordByName(ctx(t), "token-abc"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("deleted record by name: %v", err)
+	}
+	if err := s.DeleteRecord(ctx(t), "j1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("second delete = %v, want ErrNotFound", err)
+	}
+	if n, err := s.PurgeExpired(ctx(t), base.Add(2*time.Hour)); err != nil || n != 0 {
+		t.Fatalf("purge after delete = %d, %v", n, err)
+	}
+}
+
+func testListRecordsByKind(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	mustCreate(t, s, userRecord("u1", "token-a", "alice", base.Add(time.Hour)))
+	mustCreate(t, s, record("s1", "alice", base.Add(time.Hour)))
+	got, err := s.ListRecords(ctx(t), store.ListOptions{Subject: "alice", Kind: store.KindUser})
+	if err != nil || len(got) != 1 || got[0].JTI != "u1" {
+		t.Fatalf("ListRecords(alice, user) = %v, %v", got, err)
 	}
 }
