@@ -390,3 +390,13 @@ func (c *Cache) Revocation(ctx context.Context, name string) (*store.Revocation,
 func (c *Cache) Revocations(ctx context.Context) ([]*store.Revocation, error) {
 	return c.store.ListRevocations(ctx)
 }
+
+// GetRecordByName reads the user token record named name from the store.
+func (c *Cache) GetRecordByName(ctx context.Context, name string) (*store.Record, error) {
+	return c.store.GetRecordByName(ctx, name)
+}
+
+// ListRecords lists records from the store.
+func (c *Cache) ListRecords(ctx context.Context, opts store.ListOptions) ([]*store.Record, error) {
+	return c.store.ListRecords(ctx, opts)
+}

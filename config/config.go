@@ -80,6 +80,9 @@ type Config struct {
 	// FeatureGates turns features on or off by name.
 	FeatureGates map[string]bool `json:"featureGates,omitempty"`
 
+	// UserTokens configures the ext.cattle.io user Token API.
+	UserTokens UserTokensConfig `json:"userTokens"`
+
 	// Log configures logging.
 	Log Log `json:"log"`
 	// ShutdownGracePeriod bounds graceful shutdown on SIGTERM.
@@ -122,6 +125,15 @@ type Cache struct {
 	Staleness  metav1.Duration `json:"staleness"`
 }
 
+// UserTokensConfig bounds user tokens.
+type UserTokensConfig struct {
+	// MaxTTL is the longest lifetime and the lifetime when none is asked
+	// (Rancher's auth-token-max-ttl-minutes; 90 days).
+	MaxTTL metav1.Duration `json:"maxTTL"`
+	// MaxPerUser bounds the live tokens of one user (0: no bound).
+	MaxPerUser int `json:"maxPerUser"`
+}
+
 // Log configures logging.
 type Log struct {
 	// Level is debug, info, warn or error.
@@ -130,8 +142,22 @@ type Log struct {
 	Format string `json:"format"`
 }
 
+// Feature gates.
+const (
+	// UserTokens serves the ext.cattle.io/v1 user Token API.
+	UserTokens = "UserTokens"
+)
+
 // KnownFeatureGates lists the feature gates and their defaults.
-var KnownFeatureGates = map[string]bool{}
+var KnownFeatureGates = map[string]bool{UserTokens: true}
+
+// Enabled reports whether the feature gate name is on.
+func (c *Config) Enabled(name string) bool {
+	if v, ok := c.FeatureGates[name]; ok {
+		return v
+	}
+	return KnownFeatureGates[name]
+}
 
 // Default returns the configuration used where neither file nor flags say.
 func Default() *Config {
@@ -149,6 +175,7 @@ func Default() *Config {
 		Cache:         Cache{MaxEntries: 100_000, Staleness: metav1.Duration{Duration: 30 * time.Second}},
 		PurgeInterval: metav1.Duration{Duration: time.Hour},
 		Log:           Log{Level: "info", Format: "text"},
+		UserTokens:    UserTokensConfig{MaxTTL: metav1.Duration{Duration: 90 * 24 * time.Hour}, MaxPerUser: 1000},
 		RequestHeader: RequestHeader{
 			UsernameHeaders:     []string{"X-Remote-User"},
 			UIDHeaders:          []string{"X-Remote-Uid"},
@@ -191,6 +218,8 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 		c.FeatureGates = map[string]bool{}
 	}
 	fs.Var(cliflag.NewMapStringBool(&c.FeatureGates), "feature-gates", "Feature gates as key=value pairs. Known gates: "+knownGates()+".")
+	fs.DurationVar(&c.UserTokens.MaxTTL.Duration, "user-token-max-ttl", c.UserTokens.MaxTTL.Duration, "Longest lifetime of a user token, and its lifetime when none is asked.")
+	fs.IntVar(&c.UserTokens.MaxPerUser, "user-token-max-per-user", c.UserTokens.MaxPerUser, "Live user tokens one user may hold (0: no bound).")
 	fs.StringVar(&c.Log.Level, "log-level", c.Log.Level, "Log level: debug, info, warn or error.")
 	fs.StringVar(&c.Log.Format, "log-format", c.Log.Format, "Log format: text or json.")
 	fs.DurationVar(&c.ShutdownGracePeriod.Duration, "shutdown-grace-period", c.ShutdownGracePeriod.Duration, "How long SIGTERM waits for requests in flight.")
@@ -325,6 +354,12 @@ func (c *Config) Validate() error {
 		if _, ok := KnownFeatureGates[name]; !ok {
 			bad("feature-gates", "unknown feature gate %q (known: %s)", name, knownGates())
 		}
+	}
+	if c.UserTokens.MaxTTL.Duration <= 0 {
+		bad("user-token-max-ttl", "must be positive")
+	}
+	if c.UserTokens.MaxPerUser < 0 {
+		bad("user-token-max-per-user", "must not be negative")
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
 		bad("log-level", "%q is not one of debug, info, warn, error", c.Log.Level)

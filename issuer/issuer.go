@@ -37,8 +37,13 @@ type Request struct {
 	Extra  map[string][]string
 	// Audiences are the token's audiences; at least one.
 	Audiences []string
-	// Lifetime is how long the token lives from now.
+	// Lifetime is how long the token lives from now (its exp claim).
 	Lifetime time.Duration
+	// RecordLifetime, when set, is the record's (shorter) lifetime: the
+	// store's expiry wins, and an admin may later move it up to Lifetime.
+	RecordLifetime time.Duration
+	// User is the API state of a user token (KindUser).
+	User *store.UserToken
 	// Binding is the object the token is bound to, if any.
 	Binding *store.BoundObject
 	// Claims are extra private claims, such as "kubernetes.io".
@@ -108,6 +113,10 @@ func (m *Minter) Mint(ctx context.Context, req Request) (*Token, error) {
 	}
 	now := m.clock.Now()
 	exp := now.Add(req.Lifetime)
+	recordExp := exp
+	if req.RecordLifetime > 0 && req.RecordLifetime < req.Lifetime {
+		recordExp = now.Add(req.RecordLifetime)
+	}
 	rec := &store.Record{
 		JTI:       jti,
 		Kind:      req.Kind,
@@ -118,8 +127,9 @@ func (m *Minter) Mint(ctx context.Context, req Request) (*Token, error) {
 		Audiences: req.Audiences,
 		KeyID:     key.ID,
 		IssuedAt:  now,
-		ExpiresAt: exp,
+		ExpiresAt: recordExp,
 		Binding:   req.Binding,
+		User:      req.User,
 	}
 	if req.DryRun {
 		return &Token{Record: rec}, nil

@@ -87,6 +87,8 @@ type UserToken struct {
 	LastUpdated time.Time `json:"lastUpdated"`
 	// LastUsedAt is when the token last authenticated (minute precision).
 	LastUsedAt *time.Time `json:"lastUsedAt,omitempty"`
+	// Generation counts edits; it is the object's resourceVersion.
+	Generation int64 `json:"generation"`
 	// Labels and Annotations are the API object's.
 	Labels      map[string]string `json:"labels,omitempty"`
 	Annotations map[string]string `json:"annotations,omitempty"`

@@ -21,6 +21,7 @@ import (
 	"k8s.io/utils/clock"
 
 	v1alpha1 "portcullis.dev/portcullis/issuer/apis/portcullis/v1alpha1"
+	"portcullis.dev/portcullis/issuer/names"
 	"portcullis.dev/portcullis/store"
 )
 
@@ -86,13 +87,13 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation 
 	}
 	name := in.Name
 	if name == "" {
-		suffix, err := randomSuffix(r.rand)
+		suffix, err := names.Suffix(r.rand, 5)
 		if err != nil {
 			return nil, apierrors.NewInternalError(err)
 		}
 		name = in.GenerateName + suffix
 	}
-	uid, err := randomUID(r.rand)
+	uid, err := names.UID(r.rand)
 	if err != nil {
 		return nil, apierrors.NewInternalError(err)
 	}

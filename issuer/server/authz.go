@@ -56,17 +56,29 @@ func (p policy) authorize(_ context.Context, a authorizer.Attributes) (authorize
 	if slices.ContainsFunc(u.GetGroups(), func(g string) bool { return slices.Contains(p.adminGroups, g) }) {
 		return authorizer.DecisionAllow, "member of an admin group", nil
 	}
+	if a.IsResourceRequest() && isUserTokens(a) && isAuthenticated(u) {
+		// Every user may manage their own tokens; the API shows each user
+		// only their own.
+		return authorizer.DecisionAllow, "own user tokens", nil
+	}
 	if !a.IsResourceRequest() {
 		path := a.GetPath()
 		if isPublicPath(path) {
 			return authorizer.DecisionAllow, "public path", nil
 		}
-		authenticated := slices.Contains(u.GetGroups(), user.AllAuthenticated) || u.GetName() != user.Anonymous
-		if authenticated && a.GetVerb() == "get" && isDiscoveryPath(path) {
+		if isAuthenticated(u) && a.GetVerb() == "get" && isDiscoveryPath(path) {
 			return authorizer.DecisionAllow, "discovery", nil
 		}
 	}
 	return authorizer.DecisionNoOpinion, "only members of the admin groups " + strings.Join(p.adminGroups, ", ") + " may use this API", nil
+}
+
+func isAuthenticated(u user.Info) bool {
+	return u.GetName() != user.Anonymous && !slices.Contains(u.GetGroups(), user.AllUnauthenticated)
+}
+
+func isUserTokens(a authorizer.Attributes) bool {
+	return a.GetAPIGroup() == "ext.cattle.io" && a.GetResource() == "tokens"
 }
 
 func isDiscoveryPath(path string) bool {

@@ -8,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 
+	extv1 "portcullis.dev/portcullis/issuer/apis/ext/v1"
 	portcullisv1alpha1 "portcullis.dev/portcullis/issuer/apis/portcullis/v1alpha1"
 )
 
@@ -26,6 +27,9 @@ func newScheme() (*runtime.Scheme, serializer.CodecFactory, error) {
 	}
 	metav1.AddToGroupVersion(s, core)
 	metav1.AddToGroupVersion(s, authn)
+	if err := extv1.AddToScheme(s); err != nil {
+		return nil, serializer.CodecFactory{}, err
+	}
 	if err := portcullisv1alpha1.AddToScheme(s); err != nil {
 		return nil, serializer.CodecFactory{}, err
 	}

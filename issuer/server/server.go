@@ -24,10 +24,12 @@ import (
 	"k8s.io/component-base/compatibility"
 	"k8s.io/utils/clock"
 
+	extv1 "portcullis.dev/portcullis/issuer/apis/ext/v1"
 	v1alpha1 "portcullis.dev/portcullis/issuer/apis/portcullis/v1alpha1"
 	"portcullis.dev/portcullis/issuer/revocation"
 	"portcullis.dev/portcullis/issuer/server/openapi"
 	"portcullis.dev/portcullis/issuer/tokenrequest"
+	"portcullis.dev/portcullis/issuer/tokens"
 )
 
 // Options configures the issuer API server.
@@ -56,6 +58,10 @@ type Options struct {
 	TokenRequest tokenrequest.Options
 	// Revoker serves the Revocation API.
 	Revoker revocation.Revoker
+	// UserTokens, when set, serves the ext.cattle.io user Token API on these records.
+	UserTokens tokens.Records
+	// UserTokenOptions configures the user Token API.
+	UserTokenOptions tokens.Options
 	// ReadyChecks must pass for /readyz.
 	ReadyChecks []healthz.HealthChecker
 	// Version is reported on /version.
@@ -130,6 +136,15 @@ func New(opts Options) (*Server, error) {
 	}
 	if err := generic.InstallAPIGroup(&own); err != nil {
 		return nil, fmt.Errorf("issuer: install %s: %w", v1alpha1.GroupName, err)
+	}
+	if opts.UserTokens != nil {
+		ext := genericapiserver.NewDefaultAPIGroupInfo(extv1.GroupName, scheme, paramCodec, codecs)
+		ext.VersionedResourcesStorageMap[extv1.SchemeGroupVersion.Version] = map[string]rest.Storage{
+			"tokens": tokens.New(opts.Minter, opts.UserTokens, cfg.Authorization.Authorizer, opts.UserTokenOptions, opts.Clock, opts.Rand),
+		}
+		if err := generic.InstallAPIGroup(&ext); err != nil {
+			return nil, fmt.Errorf("issuer: install %s: %w", extv1.GroupName, err)
+		}
 	}
 	return &Server{generic: generic}, nil
 }

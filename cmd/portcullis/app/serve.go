@@ -25,6 +25,7 @@ import (
 	"portcullis.dev/portcullis/issuer"
 	"portcullis.dev/portcullis/issuer/server"
 	"portcullis.dev/portcullis/issuer/tokenrequest"
+	"portcullis.dev/portcullis/issuer/tokens"
 	"portcullis.dev/portcullis/keys"
 	"portcullis.dev/portcullis/store"
 	"portcullis.dev/portcullis/store/bolt"
@@ -135,15 +136,28 @@ func NewServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 		Minter:             minter,
 		TokenRequest:       tokenrequest.Options{APIAudiences: cfg.APIAudiences, MaxExpiration: cfg.MaxTokenExpiration.Duration},
 		Revoker:            s.cache,
-		Version:            Version,
-		ReadyChecks:        []healthz.HealthChecker{healthz.NamedCheck("store", s.storeReady), healthz.NamedCheck("signing-key", s.keyReady)},
-		Clock:              clk,
-		Rand:               random,
+		UserTokens:         userTokens(cfg, s.cache),
+		UserTokenOptions: tokens.Options{
+			MaxTTL: cfg.UserTokens.MaxTTL.Duration, MaxPerUser: cfg.UserTokens.MaxPerUser, APIAudiences: cfg.APIAudiences,
+		},
+		Version:     Version,
+		ReadyChecks: []healthz.HealthChecker{healthz.NamedCheck("store", s.storeReady), healthz.NamedCheck("signing-key", s.keyReady)},
+		Clock:       clk,
+		Rand:        random,
 	})
 	if err != nil {
 		return nil, err
 	}
 	return s, nil
+}
+
+// userTokens is what serves the user Token API, nil when the UserTokens
+// feature gate is off (the group is then absent from discovery).
+func userTokens(cfg *config.Config, c *cache.Cache) tokens.Records {
+	if !cfg.Enabled(config.UserTokens) {
+		return nil
+	}
+	return c
 }
 
 // kubeClient is the client of cluster-connected mode, nil when standalone.
@@ -211,6 +225,7 @@ func (s *Server) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { return s.issuer.Run(ctx) })
 	g.Go(func() error { s.purgeLoop(ctx); return nil })
+	g.Go(func() error { s.touchLoop(ctx); return nil })
 	s.log.Info("serving", "webhook", s.WebhookAddr().String(), "issuer", s.IssuerAddr().String())
 	return g.Wait()
 }
@@ -230,6 +245,29 @@ func (s *Server) purgeLoop(ctx context.Context) {
 				continue
 			}
 			s.log.Info("purged expired records", "records", n)
+		}
+	}
+}
+
+// touchInterval is how often queued lastUsedAt times are written.
+const touchInterval = 10 * time.Second
+
+// touchLoop writes the tokens' lastUsedAt off the review path, and once
+// more on shutdown.
+func (s *Server) touchLoop(ctx context.Context) {
+	t := time.NewTicker(touchInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if err := s.cache.FlushTouches(context.Background()); err != nil {
+				s.log.Warn("writing lastUsedAt failed", "err", err)
+			}
+			return
+		case <-t.C:
+			if err := s.cache.FlushTouches(ctx); err != nil {
+				s.log.Warn("writing lastUsedAt failed", "err", err)
+			}
 		}
 	}
 }
