@@ -1,6 +1,8 @@
 package v1
 
 import (
+	"fmt"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -135,5 +137,11 @@ func AddToScheme(s *runtime.Scheme) error {
 		s.AddKnownTypes(gv, &Token{}, &TokenList{})
 	}
 	metav1.AddToGroupVersion(s, SchemeGroupVersion)
-	return nil
+	return s.AddFieldLabelConversionFunc(SchemeGroupVersion.WithKind("Token"), func(label, value string) (string, string, error) {
+		switch label {
+		case "metadata.name", "spec.userID":
+			return label, value, nil
+		}
+		return "", "", fmt.Errorf("field label %q is not supported for Token: use metadata.name or spec.userID", label)
+	})
 }
