@@ -22,6 +22,7 @@ const (
 	portcullisToken = "portcullis-token"
 	aliceToken      = "alice-token"
 	bobToken        = "bob-token"
+	sysAdminToken   = "system-admin-token"
 	apiAudience     = "https://kubernetes.default.svc.cluster.local"
 	frontProxyName  = "front-proxy-client"
 )
@@ -64,6 +65,7 @@ func newCluster(t *testing.T) *cluster {
 		portcullisToken + ",portcullis,portcullis-uid",
 		aliceToken + `,alice,alice-uid,"developers"`,
 		bobToken + ",bob,bob-uid",
+		sysAdminToken + `,system:admin,system-admin-uid,"system:masters"`,
 	}, "\n")+"\n"), 0o600)
 
 	c.portcullis = initInstanceHosts(t, "127.0.0.1,localhost,portcullis.portcullis.svc")
@@ -214,6 +216,32 @@ spec:
   caBundle: `+base64.StdEncoding.EncodeToString(ca)+`
   service: {name: portcullis, namespace: portcullis, port: `+itoa(c.portcullis.securePort)+`}
 ---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {name: v1.ext.cattle.io}
+spec:
+  group: ext.cattle.io
+  version: v1
+  groupPriorityMinimum: 1000
+  versionPriority: 15
+  caBundle: `+base64.StdEncoding.EncodeToString(ca)+`
+  service: {name: portcullis, namespace: portcullis, port: `+itoa(c.portcullis.securePort)+`}
+---
+# Who may own user tokens: the developers group (alice).
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: portcullis:user-tokens}
+rules:
+- apiGroups: [ext.cattle.io]
+  resources: [tokens]
+  verbs: [get, list, watch, create, update, patch, delete, deletecollection]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: portcullis:user-tokens:developers}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: portcullis:user-tokens}
+subjects: [{kind: Group, name: developers}]
+---
 # Portcullis as a delegating server: TokenReview and SubjectAccessReview.
 apiVersion: rbac.authorization.k8s.io/v1
 kind: ClusterRoleBinding
@@ -236,18 +264,20 @@ metadata: {name: portcullis:revoker:alice}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: portcullis:revoker}
 subjects: [{kind: User, name: alice}]
 `)
-	for range 300 {
-		out, _ := c.kubectlQuiet(api, adminToken, "get", "apiservice", "v1alpha1.portcullis.dev", "-o", `jsonpath={.status.conditions[?(@.type=="Available")].status}`)
-		if out == "True" {
-			break
+	for _, apiService := range []string{"v1alpha1.portcullis.dev", "v1.ext.cattle.io"} {
+		for range 300 {
+			out, _ := c.kubectlQuiet(api, adminToken, "get", "apiservice", apiService, "-o", `jsonpath={.status.conditions[?(@.type=="Available")].status}`)
+			if out == "True" {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 	// kube-apiserver fetches an APIService's OpenAPI after it is available;
 	// until then kubectl cannot validate objects of the group on the server.
 	for range 300 {
 		out, _ := c.kubectlQuiet(api, adminToken, "get", "--raw", "/openapi/v3")
-		if strings.Contains(out, "apis/portcullis.dev/v1alpha1") {
+		if strings.Contains(out, "apis/portcullis.dev/v1alpha1") && strings.Contains(out, "apis/ext.cattle.io/v1") {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)
