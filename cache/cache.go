@@ -10,6 +10,7 @@ import (
 	"hash"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
@@ -61,6 +62,9 @@ type Cache struct {
 	subjects map[string]time.Time // subject -> tokens issued at or before this are revoked
 	changed  map[string]change    // jti -> the latest record written here after its creation
 	loaded   bool
+	// changes is len(changed), read without the lock: reviews skip the map
+	// (and the lock) while nothing was changed recently.
+	changes atomic.Int64
 
 	touchMu sync.Mutex
 	touched map[string]time.Time // jti -> last lastUsedAt written or queued
@@ -199,9 +203,13 @@ func (c *Cache) RememberVerified(key string, v *Verified) {
 // replica wrote wins over either. Store errors, including
 // store.ErrNotFound, are returned as they are.
 func (c *Cache) Record(ctx context.Context, jti string) (*store.Record, error) {
-	c.mu.RLock()
-	ch, changed := c.changed[jti]
-	c.mu.RUnlock()
+	var ch change
+	var changed bool
+	if c.changes.Load() > 0 {
+		c.mu.RLock()
+		ch, changed = c.changed[jti]
+		c.mu.RUnlock()
+	}
 	if changed {
 		if ch.record == nil {
 			return nil, fmt.Errorf("cache: record %q was deleted: %w", jti, store.ErrNotFound)
@@ -281,6 +289,7 @@ func (c *Cache) DeleteRecord(ctx context.Context, jti string) error {
 func (c *Cache) remember(jti string, r *store.Record) {
 	c.mu.Lock()
 	c.changed[jti] = change{record: r, at: c.clock.Now()}
+	c.changes.Store(int64(len(c.changed)))
 	c.mu.Unlock()
 	c.records.Del(jti)
 }
@@ -372,6 +381,7 @@ func (c *Cache) forgetChangesLocked(now time.Time) {
 			delete(c.changed, jti)
 		}
 	}
+	c.changes.Store(int64(len(c.changed)))
 }
 
 // Wait blocks until pending ristretto writes are applied; for tests and

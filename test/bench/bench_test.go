@@ -60,6 +60,7 @@ func newEnv(tb testing.TB) *env {
 	cfg.BindAddress = "127.0.0.1"
 	cfg.SecurePort = 0
 	cfg.WebhookPort = 0
+	cfg.UserTokens.MaxPerUser = 0 // the bench creates more than the default limit
 	e := &env{dir: dir, cfg: cfg}
 	e.start(tb)
 	tb.Cleanup(e.stop)
@@ -140,6 +141,29 @@ func (e *env) mint(tb testing.TB, n int) ([]string, float64) {
 			return fmt.Errorf("mint: %d %v", resp.StatusCode, err)
 		}
 		tokens[i] = tr.Status.Token
+		return nil
+	})
+	return tokens, rate
+}
+
+// createUserTokens creates n ext.cattle.io user tokens as the admin user
+// (a user like any other here) and returns them with the rate achieved.
+func (e *env) createUserTokens(tb testing.TB, n int) ([]string, float64) {
+	tb.Helper()
+	c := e.client(tb, "admin")
+	url := "https://" + e.srv.IssuerAddr().String() + "/apis/ext.cattle.io/v1/tokens"
+	tokens := make([]string, n)
+	rate, _ := runLoad(n, concurrency, func(i int) error {
+		resp, err := c.Post(url, "application/json", strings.NewReader(`{"apiVersion":"ext.cattle.io/v1","kind":"Token","spec":{"description":"bench"}}`))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var tok struct{ Status struct{ Value string } }
+		if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || resp.StatusCode != http.StatusCreated {
+			return fmt.Errorf("create user token: %d %v", resp.StatusCode, err)
+		}
+		tokens[i] = tok.Status.Value
 		return nil
 	})
 	return tokens, rate
@@ -300,7 +324,16 @@ func TestBenchTable(t *testing.T) {
 	echoURL := echoServer(t, e.dir)
 	echo := e.client(t, "kube-apiserver-client")
 	echoRate, echoLat := runLoad(cachedReviews, concurrency, func(i int) error { return review(echo, echoURL, bodies[i%len(bodies)]) })
-	if cachedRate == 0 || echoRate == 0 || uncachedRate == 0 || rawRate == 0 {
+	userTokens, userCreateRate := e.createUserTokens(t, 2000)
+	userBodies := make([][]byte, len(userTokens))
+	for i, tok := range userTokens {
+		userBodies[i] = reviewBody(tok)
+	}
+	if warm, _ := runLoad(len(userBodies), concurrency, func(i int) error { return review(hook, url, userBodies[i]) }); warm == 0 {
+		t.Fatal("user token warm-up failed")
+	}
+	userReviewRate, userReviewLat := runLoad(cachedReviews, concurrency, func(i int) error { return review(hook, url, userBodies[i%len(userBodies)]) })
+	if cachedRate == 0 || echoRate == 0 || uncachedRate == 0 || rawRate == 0 || userCreateRate == 0 || userReviewRate == 0 {
 		t.Fatal("a load failed; see above")
 	}
 
@@ -319,6 +352,8 @@ func TestBenchTable(t *testing.T) {
 	row("uncached reviews in process (verifier)", inProcRate, nil)
 	row("raw jwx ES256 verification", rawRate, nil)
 	row("mints via TokenRequest API (durable)", mintRate, nil)
+	row("user token creates via ext.cattle.io (durable)", userCreateRate, nil)
+	row("cached reviews of user tokens over HTTPS", userReviewRate, userReviewLat)
 	fmt.Printf("\n%-60s %6.2f  (target >= 0.85)\n", "ratio cached reviews / echo server", cachedRate/echoRate)
 	fmt.Printf("%-60s %6.2f  (target >= 0.70)\n", "ratio uncached reviews in process / raw jwx", inProcRate/rawRate)
 	fmt.Printf("%-60s %6.2f\n", "ratio uncached reviews over HTTPS / raw jwx", uncachedRate/rawRate)
