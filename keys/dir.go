@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
@@ -26,6 +28,9 @@ type manifestEntry struct {
 	Algorithm string    `json:"alg"`
 	State     State     `json:"state"`
 	Created   time.Time `json:"created"`
+	PromoteAt time.Time `json:"promoteAt,omitzero"`
+	DemotedAt time.Time `json:"demotedAt,omitzero"`
+	RetiredAt time.Time `json:"retiredAt,omitzero"`
 }
 
 // LoadDir reads the ring kept in dir.
@@ -79,6 +84,7 @@ func loadKey(dir string, e manifestEntry) (*Key, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keys: %s: %w", path, err)
 	}
+	k.PromoteAt, k.DemotedAt, k.RetiredAt = e.PromoteAt, e.DemotedAt, e.RetiredAt
 	if k.ID != e.ID {
 		return nil, fmt.Errorf("keys: %s holds key %q, expected %q", path, k.ID, e.ID)
 	}
@@ -86,7 +92,8 @@ func loadKey(dir string, e manifestEntry) (*Key, error) {
 }
 
 // SaveDir writes keys into dir: each private key as <kid>.jwk (0600, written
-// once), then the manifest, replaced atomically.
+// once), then the manifest, replaced atomically. Key files of keys no
+// longer in the ring are removed after the manifest.
 func SaveDir(dir string, keys []*Key) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("keys: %w", err)
@@ -103,13 +110,29 @@ func SaveDir(dir string, keys []*Key) error {
 				return err
 			}
 		}
-		m.Keys = append(m.Keys, manifestEntry{ID: k.ID, Algorithm: k.Algorithm.String(), State: k.State, Created: k.Created})
+		m.Keys = append(m.Keys, manifestEntry{ID: k.ID, Algorithm: k.Algorithm.String(), State: k.State, Created: k.Created,
+			PromoteAt: k.PromoteAt, DemotedAt: k.DemotedAt, RetiredAt: k.RetiredAt})
 	}
 	data, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return fmt.Errorf("keys: encode ring: %w", err)
 	}
-	return writeFileAtomic(filepath.Join(dir, RingFile), append(data, '\n'), 0o600)
+	if err := writeFileAtomic(filepath.Join(dir, RingFile), append(data, '\n'), 0o600); err != nil {
+		return err
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "*.jwk"))
+	if err != nil {
+		return fmt.Errorf("keys: %w", err)
+	}
+	for _, f := range files {
+		kid := strings.TrimSuffix(filepath.Base(f), ".jwk")
+		if !slices.ContainsFunc(keys, func(k *Key) bool { return k.ID == kid }) {
+			if err := os.Remove(f); err != nil {
+				return fmt.Errorf("keys: remove pruned key: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // writeFileAtomic writes data to a temporary file, syncs it and renames it

@@ -58,6 +58,13 @@ type Key struct {
 	State State
 	// Created is when the key was generated.
 	Created time.Time
+	// PromoteAt is when a next key becomes active: after verifiers that
+	// cache the JWKS have had time to fetch it.
+	PromoteAt time.Time
+	// DemotedAt is when an active key stopped signing.
+	DemotedAt time.Time
+	// RetiredAt is when the key was retired.
+	RetiredAt time.Time
 
 	private jwk.Key
 	public  jwk.Key
