@@ -17,6 +17,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	cliflag "k8s.io/component-base/cli/flag"
 	"sigs.k8s.io/yaml"
+
+	"portcullis.dev/portcullis/keys"
 )
 
 // The config file's apiVersion and kind.
@@ -60,6 +62,8 @@ type Config struct {
 
 	// KeysDir holds the signing key ring (ring.json and <kid>.jwk files).
 	KeysDir string `json:"keysDir"`
+	// KeyRotation configures new keys and when they sign.
+	KeyRotation KeyRotation `json:"keyRotation"`
 	// Store is the revocation and TTL store.
 	Store Store `json:"store"`
 	// Cache bounds the review cache.
@@ -125,6 +129,17 @@ type Cache struct {
 	Staleness  metav1.Duration `json:"staleness"`
 }
 
+// KeyRotation configures signing key rotation.
+type KeyRotation struct {
+	// Algorithm of new keys: ES256, EdDSA or RS256.
+	Algorithm string `json:"algorithm"`
+	// PropagationDelay is how long a new key is published in the JWKS before
+	// it signs; JWKS answers may be cached for half of it.
+	PropagationDelay metav1.Duration `json:"propagationDelay"`
+	// Period rotates the active key when it is this old (0: only by hand).
+	Period metav1.Duration `json:"period"`
+}
+
 // UserTokensConfig bounds user tokens.
 type UserTokensConfig struct {
 	// MaxTTL is the longest lifetime and the lifetime when none is asked
@@ -175,6 +190,7 @@ func Default() *Config {
 		Cache:         Cache{MaxEntries: 100_000, Staleness: metav1.Duration{Duration: 30 * time.Second}},
 		PurgeInterval: metav1.Duration{Duration: time.Hour},
 		Log:           Log{Level: "info", Format: "text"},
+		KeyRotation:   KeyRotation{Algorithm: "ES256", PropagationDelay: metav1.Duration{Duration: 10 * time.Minute}},
 		UserTokens:    UserTokensConfig{MaxTTL: metav1.Duration{Duration: 90 * 24 * time.Hour}, MaxPerUser: 1000},
 		RequestHeader: RequestHeader{
 			UsernameHeaders:     []string{"X-Remote-User"},
@@ -201,6 +217,9 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.TLS.ClientCAFile, "client-ca-file", c.TLS.ClientCAFile, "CA that verifies client certificates (kube-apiserver at the webhook, users at the issuer).")
 	fs.StringSliceVar(&c.WebhookAllowedNames, "webhook-allowed-names", c.WebhookAllowedNames, "Client certificate common names the webhook answers (empty: any certificate the client CA verified).")
 	fs.StringVar(&c.KeysDir, "keys-dir", c.KeysDir, "Directory of the signing key ring.")
+	fs.StringVar(&c.KeyRotation.Algorithm, "key-algorithm", c.KeyRotation.Algorithm, "Algorithm of new signing keys: ES256, EdDSA or RS256.")
+	fs.DurationVar(&c.KeyRotation.PropagationDelay.Duration, "key-propagation-delay", c.KeyRotation.PropagationDelay.Duration, "How long a new key is published in the JWKS before it signs.")
+	fs.DurationVar(&c.KeyRotation.Period.Duration, "key-rotation-period", c.KeyRotation.Period.Duration, "Rotate the signing key when it is this old (0: only by hand).")
 	fs.StringVar(&c.Store.Type, "store-type", c.Store.Type, "Store backend: bbolt.")
 	fs.StringVar(&c.Store.Path, "store-path", c.Store.Path, "bbolt file of the store.")
 	fs.Int64Var(&c.Cache.MaxEntries, "cache-max-entries", c.Cache.MaxEntries, "Entries each review cache may hold.")
@@ -354,6 +373,15 @@ func (c *Config) Validate() error {
 		if _, ok := KnownFeatureGates[name]; !ok {
 			bad("feature-gates", "unknown feature gate %q (known: %s)", name, knownGates())
 		}
+	}
+	if _, err := keys.ParseAlgorithm(c.KeyRotation.Algorithm); err != nil {
+		bad("key-algorithm", "%v", err)
+	}
+	if c.KeyRotation.PropagationDelay.Duration < 0 || c.KeyRotation.Period.Duration < 0 {
+		bad("key-propagation-delay", "durations must not be negative")
+	}
+	if p := c.KeyRotation.Period.Duration; p > 0 && p <= c.KeyRotation.PropagationDelay.Duration {
+		bad("key-rotation-period", "%s must be longer than --key-propagation-delay", p)
 	}
 	if c.UserTokens.MaxTTL.Duration <= 0 {
 		bad("user-token-max-ttl", "must be positive")

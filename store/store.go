@@ -135,11 +135,13 @@ type ListOptions struct {
 	Subject string
 	// Kind, when set, keeps only the records of that kind.
 	Kind Kind
+	// KeyID, when set, keeps only the records of tokens that key signed.
+	KeyID string
 }
 
 // Matches reports whether r passes the filter.
 func (o ListOptions) Matches(r *Record) bool {
-	return (o.Subject == "" || r.Subject == o.Subject) && (o.Kind == "" || r.Kind == o.Kind)
+	return (o.Subject == "" || r.Subject == o.Subject) && (o.Kind == "" || r.Kind == o.Kind) && (o.KeyID == "" || r.KeyID == o.KeyID)
 }
 
 // Store is the revocation and TTL store. Every method is safe for concurrent

@@ -27,6 +27,7 @@ Usage:
   portcullis serve   --config DIR/portcullis.yaml [flags]    answer TokenReviews and serve the issuer API
   portcullis token create NAME -n NS [--audience A] [--duration 1h]   mint a service account token
   portcullis revoke  --jti JTI | --subject USER [--reason R]   revoke tokens
+  portcullis keys list | rotate [--algorithm A] [--now] | retire KID | prune [KID…]   manage signing keys
   portcullis version
 
 Each command takes --help.
@@ -90,6 +91,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return app.RunRevoke(ctx, o, stdout)
+	case "keys":
+		o := &app.KeysOptions{}
+		o.AddFlags(fs)
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		return app.RunKeys(ctx, o, fs.Args(), stdout)
 	case "version":
 		fmt.Fprintln(stdout, app.Version)
 		return nil

@@ -21,13 +21,16 @@ import (
 	genericoptions "k8s.io/apiserver/pkg/server/options"
 	"k8s.io/client-go/kubernetes"
 	restclient "k8s.io/client-go/rest"
+
 	"k8s.io/component-base/compatibility"
 	"k8s.io/utils/clock"
+	"portcullis.dev/portcullis/keys"
 
 	extv1 "portcullis.dev/portcullis/issuer/apis/ext/v1"
 	v1alpha1 "portcullis.dev/portcullis/issuer/apis/portcullis/v1alpha1"
 	"portcullis.dev/portcullis/issuer/revocation"
 	"portcullis.dev/portcullis/issuer/server/openapi"
+	"portcullis.dev/portcullis/issuer/signingkeys"
 	"portcullis.dev/portcullis/issuer/tokenrequest"
 	"portcullis.dev/portcullis/issuer/tokens"
 )
@@ -62,6 +65,12 @@ type Options struct {
 	UserTokens tokens.Records
 	// UserTokenOptions configures the user Token API.
 	UserTokenOptions tokens.Options
+	// Keys is the key ring's manager: the SigningKey API and the JWKS.
+	Keys *keys.Manager
+	// Records tells the SigningKey API whether a key's tokens still live.
+	Records signingkeys.Records
+	// Issuer is the iss of minted tokens, for OIDC discovery.
+	Issuer string
 	// ReadyChecks must pass for /readyz.
 	ReadyChecks []healthz.HealthChecker
 	// Version is reported on /version.
@@ -133,6 +142,7 @@ func New(opts Options) (*Server, error) {
 	own := genericapiserver.NewDefaultAPIGroupInfo(v1alpha1.GroupName, scheme, paramCodec, codecs)
 	own.VersionedResourcesStorageMap[v1alpha1.SchemeGroupVersion.Version] = map[string]rest.Storage{
 		"revocations": revocation.New(opts.Revoker, opts.Clock, opts.Rand),
+		"signingkeys": signingkeys.New(opts.Keys, opts.Records, opts.Clock),
 	}
 	if err := generic.InstallAPIGroup(&own); err != nil {
 		return nil, fmt.Errorf("issuer: install %s: %w", v1alpha1.GroupName, err)
@@ -146,6 +156,14 @@ func New(opts Options) (*Server, error) {
 			return nil, fmt.Errorf("issuer: install %s: %w", extv1.GroupName, err)
 		}
 	}
+	// The key documents, unauthenticated (see publicPaths): verifiers may
+	// cache them for half the propagation delay, so a new key is fetched
+	// before it signs.
+	maxAge := opts.Keys.PropagationDelay() / 2
+	jwks := keys.JWKSHandler(opts.Keys.Ring(), maxAge)
+	generic.Handler.NonGoRestfulMux.Handle(keys.JWKSPath, jwks)
+	generic.Handler.NonGoRestfulMux.Handle(keys.WellKnownJWKSPath, jwks)
+	generic.Handler.NonGoRestfulMux.Handle(keys.DiscoveryPath, keys.DiscoveryHandler(opts.Issuer, maxAge))
 	return &Server{generic: generic}, nil
 }
 

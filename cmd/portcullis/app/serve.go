@@ -43,6 +43,7 @@ type Server struct {
 	store    store.Store
 	cache    *cache.Cache
 	ring     *keys.Ring
+	keys     *keys.Manager
 	cert     *servingCert
 	clientCA *dynamiccertificates.DynamicFileCAContent
 	webhook  *http.Server
@@ -70,6 +71,11 @@ func NewServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 	if s.ring, err = keys.NewRing(ringKeys); err != nil {
 		return nil, err
 	}
+	alg, _ := keys.ParseAlgorithm(cfg.KeyRotation.Algorithm) // validated
+	s.keys = keys.NewManager(s.ring, keys.ManagerOptions{
+		Dir: cfg.KeysDir, Algorithm: alg, PropagationDelay: cfg.KeyRotation.PropagationDelay.Duration,
+		RotationPeriod: cfg.KeyRotation.Period.Duration, Clock: clk, Rand: random, Logger: log.With("component", "keys"),
+	})
 	if s.store, err = bolt.Open(cfg.Store.Path, storeLockTimeout); err != nil {
 		return nil, err
 	}
@@ -136,6 +142,9 @@ func NewServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 		Minter:             minter,
 		TokenRequest:       tokenrequest.Options{APIAudiences: cfg.APIAudiences, MaxExpiration: cfg.MaxTokenExpiration.Duration},
 		Revoker:            s.cache,
+		Keys:               s.keys,
+		Records:            s.cache,
+		Issuer:             cfg.Issuer,
 		UserTokens:         userTokens(cfg, s.cache),
 		UserTokenOptions: tokens.Options{
 			MaxTTL: cfg.UserTokens.MaxTTL.Duration, MaxPerUser: cfg.UserTokens.MaxPerUser, APIAudiences: cfg.APIAudiences,
@@ -226,6 +235,7 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.issuer.Run(ctx) })
 	g.Go(func() error { s.purgeLoop(ctx); return nil })
 	g.Go(func() error { s.touchLoop(ctx); return nil })
+	g.Go(func() error { s.keys.Run(ctx, keyStepInterval); return nil })
 	s.log.Info("serving", "webhook", s.WebhookAddr().String(), "issuer", s.IssuerAddr().String())
 	return g.Wait()
 }
@@ -248,6 +258,10 @@ func (s *Server) purgeLoop(ctx context.Context) {
 		}
 	}
 }
+
+// keyStepInterval is how often key promotion and automatic rotation are
+// checked, and the ring resynced from its directory.
+const keyStepInterval = time.Second
 
 // touchInterval is how often queued lastUsedAt times are written.
 const touchInterval = 10 * time.Second

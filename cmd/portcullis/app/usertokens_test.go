@@ -20,6 +20,7 @@ import (
 
 	"portcullis.dev/portcullis/config"
 	extv1 "portcullis.dev/portcullis/issuer/apis/ext/v1"
+	v1alpha1 "portcullis.dev/portcullis/issuer/apis/portcullis/v1alpha1"
 )
 
 var tokensGVR = extv1.SchemeGroupVersion.WithResource("tokens")
@@ -330,4 +331,14 @@ func TestUserTokensLimitAndFeatureGate(t *testing.T) {
 	if strings.Contains(body.String(), "ext.cattle.io") {
 		t.Fatal("discovery lists ext.cattle.io with the gate off")
 	}
+}
+
+// signingKeys is the SigningKey resource as the admin.
+func (h *harness) signingKeys() dynamic.NamespaceableResourceInterface {
+	h.t.Helper()
+	c, err := dynamic.NewForConfig(h.restConfig(AdminKubeconfig))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return c.Resource(v1alpha1.SchemeGroupVersion.WithResource("signingkeys"))
 }

@@ -343,6 +343,10 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.RevocationList{}.OpenAPIModelName():                   schema_issuer_apis_portcullis_v1alpha1_RevocationList(ref),
 		v1alpha1.RevocationSpec{}.OpenAPIModelName():                   schema_issuer_apis_portcullis_v1alpha1_RevocationSpec(ref),
 		v1alpha1.RevocationStatus{}.OpenAPIModelName():                 schema_issuer_apis_portcullis_v1alpha1_RevocationStatus(ref),
+		v1alpha1.SigningKey{}.OpenAPIModelName():                       schema_issuer_apis_portcullis_v1alpha1_SigningKey(ref),
+		v1alpha1.SigningKeyList{}.OpenAPIModelName():                   schema_issuer_apis_portcullis_v1alpha1_SigningKeyList(ref),
+		v1alpha1.SigningKeySpec{}.OpenAPIModelName():                   schema_issuer_apis_portcullis_v1alpha1_SigningKeySpec(ref),
+		v1alpha1.SigningKeyStatus{}.OpenAPIModelName():                 schema_issuer_apis_portcullis_v1alpha1_SigningKeyStatus(ref),
 	}
 }
 
@@ -18128,6 +18132,177 @@ func schema_issuer_apis_portcullis_v1alpha1_RevocationStatus(ref common.Referenc
 						},
 					},
 				},
+			},
+		},
+		Dependencies: []string{
+			metav1.Time{}.OpenAPIModelName()},
+	}
+}
+
+func schema_issuer_apis_portcullis_v1alpha1_SigningKey(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "SigningKey is one key of the signing key ring; its name is the key id (RFC 7638 thumbprint). Creating one rotates, setting spec.retired retires it, deleting one prunes it. Private parts never leave the issuer.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(metav1.ObjectMeta{}.OpenAPIModelName()),
+						},
+					},
+					"spec": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1alpha1.SigningKeySpec{}.OpenAPIModelName()),
+						},
+					},
+					"status": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1alpha1.SigningKeyStatus{}.OpenAPIModelName()),
+						},
+					},
+				},
+			},
+		},
+		Dependencies: []string{
+			metav1.ObjectMeta{}.OpenAPIModelName(), v1alpha1.SigningKeySpec{}.OpenAPIModelName(), v1alpha1.SigningKeyStatus{}.OpenAPIModelName()},
+	}
+}
+
+func schema_issuer_apis_portcullis_v1alpha1_SigningKeyList(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "SigningKeyList is a list of SigningKeys.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(metav1.ListMeta{}.OpenAPIModelName()),
+						},
+					},
+					"items": {
+						SchemaProps: spec.SchemaProps{
+							Type: []string{"array"},
+							Items: &spec.SchemaOrArray{
+								Schema: &spec.Schema{
+									SchemaProps: spec.SchemaProps{
+										Ref: ref(v1alpha1.SigningKey{}.OpenAPIModelName()),
+									},
+								},
+							},
+						},
+					},
+				},
+				Required: []string{"items"},
+			},
+		},
+		Dependencies: []string{
+			metav1.ListMeta{}.OpenAPIModelName(), v1alpha1.SigningKey{}.OpenAPIModelName()},
+	}
+}
+
+func schema_issuer_apis_portcullis_v1alpha1_SigningKeySpec(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "SigningKeySpec is what an admin asks of a key.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"algorithm": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Algorithm is ES256 (default), EdDSA or RS256. Set at creation only.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"immediate": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Immediate, at creation, makes the key sign at once instead of after the propagation delay (after a compromise).",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+					"retired": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Retired refuses every token the key signed, at once. It cannot be undone.",
+							Type:        []string{"boolean"},
+							Format:      "",
+						},
+					},
+				},
+			},
+		},
+	}
+}
+
+func schema_issuer_apis_portcullis_v1alpha1_SigningKeyStatus(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "SigningKeyStatus is where the key stands.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"state": {
+						SchemaProps: spec.SchemaProps{
+							Description: "State is next, active, verifying or retired.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"promoteAt": {
+						SchemaProps: spec.SchemaProps{
+							Description: "PromoteAt is when a next key starts signing.",
+							Ref:         ref(metav1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"demotedAt": {
+						SchemaProps: spec.SchemaProps{
+							Description: "DemotedAt is when the key stopped signing.",
+							Ref:         ref(metav1.Time{}.OpenAPIModelName()),
+						},
+					},
+					"retiredAt": {
+						SchemaProps: spec.SchemaProps{
+							Description: "RetiredAt is when the key was retired.",
+							Ref:         ref(metav1.Time{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"state"},
 			},
 		},
 		Dependencies: []string{

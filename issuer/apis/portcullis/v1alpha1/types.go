@@ -104,7 +104,7 @@ func (l *RevocationList) DeepCopyObject() runtime.Object { return l.DeepCopy() }
 // no conversion is needed.
 func AddToScheme(s *runtime.Scheme) error {
 	for _, gv := range []schema.GroupVersion{SchemeGroupVersion, {Group: GroupName, Version: runtime.APIVersionInternal}} {
-		s.AddKnownTypes(gv, &Revocation{}, &RevocationList{})
+		s.AddKnownTypes(gv, &Revocation{}, &RevocationList{}, &SigningKey{}, &SigningKeyList{})
 	}
 	metav1.AddToGroupVersion(s, SchemeGroupVersion)
 	return nil

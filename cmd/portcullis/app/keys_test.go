@@ -1,0 +1,301 @@
+package app
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwk"
+	"github.com/lestrrat-go/jwx/v2/jws"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apiserver/pkg/authentication/authenticator"
+	"k8s.io/utils/clock"
+
+	"portcullis.dev/portcullis/config"
+	"portcullis.dev/portcullis/keys"
+)
+
+// kidOf reads the kid header of a token.
+func kidOf(t *testing.T, token string) string {
+	t.Helper()
+	raw, err := base64.RawURLEncoding.DecodeString(strings.Split(token, ".")[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h struct{ Kid string }
+	json.Unmarshal(raw, &h)
+	return h.Kid
+}
+
+func (h *harness) keysCLI(args ...string) string {
+	h.t.Helper()
+	var out strings.Builder
+	o := &KeysOptions{ClientOptions: ClientOptions{Kubeconfig: filepath.Join(h.dir, AdminKubeconfig)}}
+	if len(args) > 1 && args[len(args)-1] == "--now" {
+		o.Now, args = true, args[:len(args)-1]
+	}
+	if err := RunKeys(context.Background(), o, args, &out); err != nil {
+		h.t.Fatalf("keys %v: %v", args, err)
+	}
+	return out.String()
+}
+
+// rotateAndWait rotates and waits (bounded) until the new key signs.
+func (h *harness) rotateAndWait() string {
+	h.t.Helper()
+	out := h.keysCLI("rotate")
+	kid := strings.Fields(out)[2]
+	for range 100 {
+		for _, line := range strings.Split(h.keysCLI("list"), "\n") {
+			if f := strings.Fields(line); len(f) >= 3 && f[0] == kid && f[2] == "active" {
+				return kid
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	h.t.Fatalf("key %s was never promoted:\n%s", kid, h.keysCLI("list"))
+	return ""
+}
+
+// pool is a set of tokens the review workers pick from.
+type pool struct {
+	mu     sync.Mutex
+	tokens []string
+}
+
+func (p *pool) add(tok string) { p.mu.Lock(); p.tokens = append(p.tokens, tok); p.mu.Unlock() }
+func (p *pool) pick(i int) string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if len(p.tokens) == 0 {
+		return ""
+	}
+	return p.tokens[i%len(p.tokens)]
+}
+
+func TestKeyRotationUnderLoad(t *testing.T) {
+	h := startServer(t, func(c *config.Config) {
+		c.KeyRotation.PropagationDelay = metav1.Duration{Duration: 300 * time.Millisecond}
+		c.Log.Level = "info"
+	})
+	ctx := context.Background()
+	first := strings.Fields(strings.Split(h.keysCLI("list"), "\n")[1])[0] // the kid of the only key
+
+	// The first key signs only short-lived user tokens, so it can be pruned
+	// once they expire.
+	expiring := &pool{}
+	for range 5 {
+		_, v := h.createToken(adminBase, map[string]any{"ttl": int64(1500)})
+		expiring.add(v)
+	}
+	expiresAt := time.Now().Add(1500 * time.Millisecond)
+
+	valid, retiredPool := &pool{}, &pool{}
+	var reviews, failures, acceptedRetired atomic.Int64
+	var retired atomic.Bool
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	stopLoad := sync.OnceFunc(func() { close(stop); wg.Wait() })
+	defer stopLoad() // also when the test fails early
+	client := h.httpClient(webhookClientBase)
+	review := func(token string) (bool, error) {
+		resp, err := client.Post(h.webhookURL(), "application/json", strings.NewReader(`{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"`+token+`"}}`))
+		if err != nil {
+			return false, err
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			return false, &httpError{resp.StatusCode, string(body)}
+		}
+		return strings.Contains(string(body), `"authenticated":true`), nil
+	}
+	for w := range 4 {
+		wg.Go(func() {
+			for i := w; ; i += 4 {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if tok := valid.pick(i); tok != "" {
+					reviews.Add(1)
+					if ok, err := review(tok); !ok || err != nil {
+						failures.Add(1)
+						t.Errorf("a valid token was refused: %v", err)
+					}
+				}
+				if tok := retiredPool.pick(i); tok != "" {
+					wasRetired := retired.Load()
+					if ok, _ := review(tok); ok && wasRetired {
+						acceptedRetired.Add(1)
+					}
+				}
+				review(expiring.pick(i))
+			}
+		})
+	}
+
+	start := time.Now()
+	var retiredKid string
+	for round := range 10 {
+		kid := h.rotateAndWait()
+		tok := h.mint("load", "sa", 3600).Status.Token
+		if got := kidOf(t, tok); got != kid {
+			t.Fatalf("round %d: token signed by %s, want the promoted key %s", round, got, kid)
+		}
+		if round == 4 {
+			retiredKid = kid
+			retiredPool.add(tok) // this key will be retired: its tokens go only here
+		} else {
+			valid.add(tok)
+		}
+		if round == 5 {
+			h.keysCLI("retire", retiredKid)
+			retired.Store(true)
+		}
+	}
+	// The first key's tokens have expired: it can be pruned. A verifying key
+	// with live tokens cannot.
+	time.Sleep(time.Until(expiresAt) + 100*time.Millisecond)
+	h.keysCLI("prune", first)
+	list := h.keysCLI("list")
+	if strings.Contains(list, first) {
+		t.Fatalf("the first key was not pruned:\n%s", list)
+	}
+	keysAPI := h.signingKeys()
+	second := kidOf(t, valid.pick(0))
+	if err := keysAPI.Delete(ctx, second, metav1.DeleteOptions{}); !apierrors.IsConflict(err) {
+		t.Fatalf("pruning a key whose tokens live: %v, want 409 Conflict", err)
+	}
+	stopLoad()
+	elapsed := time.Since(start)
+
+	if failures.Load() != 0 || acceptedRetired.Load() != 0 {
+		t.Fatalf("%d failed reviews of valid tokens, %d accepted tokens of a retired key", failures.Load(), acceptedRetired.Load())
+	}
+	if reviews.Load() < 100 {
+		t.Fatalf("only %d reviews: the load proves nothing", reviews.Load())
+	}
+	t.Logf("10 rotations, 1 retirement, 1 prune in %v: %d reviews of valid tokens (%.0f/s, 4 clients), 0 failed, 0 retired-key tokens accepted",
+		elapsed.Round(time.Millisecond), reviews.Load(), float64(reviews.Load())/elapsed.Seconds())
+}
+
+type httpError struct {
+	code int
+	body string
+}
+
+func (e *httpError) Error() string { return http.StatusText(e.code) + ": " + e.body }
+
+func TestJWKSConsumerAcrossRotations(t *testing.T) {
+	h := startServer(t, func(c *config.Config) {
+		// JWKS answers may be cached for half the delay (2s): a consumer that
+		// follows Cache-Control refreshes at least once before the key signs.
+		c.KeyRotation.PropagationDelay = metav1.Duration{Duration: 4 * time.Second}
+		c.Log.Level = "info"
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// A standard JOSE verifier: jwx's JWKS cache, refreshing as the
+	// Cache-Control header allows (half the propagation delay).
+	// The refresh window is how often jwx looks for due refreshes (15 min by
+	// default); verifiers that follow Cache-Control need it shorter.
+	cache := jwk.NewCache(ctx, jwk.WithRefreshWindow(time.Second)) // under 1s httprc falls back to 15 min
+	url := h.issuerURL("/openid/v1/jwks")
+	if err := cache.Register(url, jwk.WithHTTPClient(h.httpClient("")), jwk.WithMinRefreshInterval(100*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cache.Refresh(ctx, url); err != nil {
+		t.Fatal(err)
+	}
+	verify := func(token string) error {
+		set, err := cache.Get(ctx, url)
+		if err != nil {
+			return err
+		}
+		_, err = jws.Verify([]byte(token), jws.WithKeySet(set))
+		return err
+	}
+	for round := range 3 {
+		if err := verify(h.mint("jwks", "sa", 3600).Status.Token); err != nil {
+			t.Fatalf("round %d, before rotation: %v", round, err)
+		}
+		kid := h.rotateAndWait()
+		tok := h.mint("jwks", "sa", 3600).Status.Token
+		if kidOf(t, tok) != kid {
+			t.Fatal("not signed by the new key")
+		}
+		if err := verify(tok); err != nil {
+			t.Fatalf("round %d: the JWKS consumer cannot verify a token of the new key right after promotion: %v", round, err)
+		}
+	}
+
+	resp, err := h.httpClient("").Get(h.issuerURL("/.well-known/openid-configuration"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var doc struct {
+		Issuer  string `json:"issuer"`
+		JWKSURI string `json:"jwks_uri"`
+	}
+	json.NewDecoder(resp.Body).Decode(&doc)
+	if doc.Issuer != h.cfg.Issuer || doc.JWKSURI != h.cfg.Issuer+"/openid/v1/jwks" {
+		t.Fatalf("discovery = %+v", doc)
+	}
+	for _, p := range []string{"/.well-known/jwks.json", "/openid/v1/jwks"} {
+		resp, err := h.httpClient("").Get(h.issuerURL(p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || resp.Header.Get("Cache-Control") != "public, max-age=2" {
+			t.Fatalf("%s: %d %q", p, resp.StatusCode, resp.Header.Get("Cache-Control"))
+		}
+	}
+}
+
+// TestRingChangesOnDiskArePickedUp changes the key directory from another
+// manager, as another process would, and checks that the running server
+// signs with the new key and refuses a key retired there, without a restart.
+func TestRingChangesOnDiskArePickedUp(t *testing.T) {
+	h := startServer(t, nil)
+	before := h.mint("ns", "sa", 3600).Status.Token
+	ringKeys, err := keys.LoadDir(h.cfg.KeysDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, _ := keys.NewRing(ringKeys)
+	other := keys.NewManager(ring, keys.ManagerOptions{Dir: h.cfg.KeysDir, Clock: clock.RealClock{}, Rand: rand.Reader})
+	added, err := other.Rotate("", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.Retire(kidOf(t, before)); err != nil {
+		t.Fatal(err)
+	}
+	wh := kubeAPIServerAuthenticator(t, h, "v1")
+	apiCtx := authenticator.WithAudiences(context.Background(), authenticator.Audiences(h.cfg.APIAudiences))
+	for range 100 {
+		tok := h.mint("ns", "sa", 3600).Status.Token
+		if kidOf(t, tok) == added.ID {
+			if _, ok, _ := wh.AuthenticateToken(apiCtx, before); ok {
+				t.Fatal("a token of the key retired on disk still authenticates")
+			}
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("the server never picked up the key added on disk")
+}
