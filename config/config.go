@@ -84,6 +84,9 @@ type Config struct {
 	// FeatureGates turns features on or off by name.
 	FeatureGates map[string]bool `json:"featureGates,omitempty"`
 
+	// VNC configures the token.kubevirt.io VNC token API.
+	VNC VNCConfig `json:"vnc"`
+
 	// UserTokens configures the ext.cattle.io user Token API.
 	UserTokens UserTokensConfig `json:"userTokens"`
 
@@ -140,6 +143,17 @@ type KeyRotation struct {
 	Period metav1.Duration `json:"period"`
 }
 
+// VNCConfig bounds VNC tokens.
+type VNCConfig struct {
+	// MinDuration is the shortest token (10m as KubeVirt documents; lower it
+	// for short console tokens).
+	MinDuration metav1.Duration `json:"minDuration"`
+	// MaxDuration is the longest token (0: Kubernetes' 2^32 s).
+	MaxDuration metav1.Duration `json:"maxDuration,omitempty"`
+	// Audience is what VNC proxies ask reviews for.
+	Audience string `json:"audience"`
+}
+
 // UserTokensConfig bounds user tokens.
 type UserTokensConfig struct {
 	// MaxTTL is the longest lifetime and the lifetime when none is asked
@@ -191,6 +205,7 @@ func Default() *Config {
 		PurgeInterval: metav1.Duration{Duration: time.Hour},
 		Log:           Log{Level: "info", Format: "text"},
 		KeyRotation:   KeyRotation{Algorithm: "ES256", PropagationDelay: metav1.Duration{Duration: 10 * time.Minute}},
+		VNC:           VNCConfig{MinDuration: metav1.Duration{Duration: 10 * time.Minute}, Audience: "token.kubevirt.io/vnc"},
 		UserTokens:    UserTokensConfig{MaxTTL: metav1.Duration{Duration: 90 * 24 * time.Hour}, MaxPerUser: 1000},
 		RequestHeader: RequestHeader{
 			UsernameHeaders:     []string{"X-Remote-User"},
@@ -237,6 +252,9 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 		c.FeatureGates = map[string]bool{}
 	}
 	fs.Var(cliflag.NewMapStringBool(&c.FeatureGates), "feature-gates", "Feature gates as key=value pairs. Known gates: "+knownGates()+".")
+	fs.DurationVar(&c.VNC.MinDuration.Duration, "vnc-min-duration", c.VNC.MinDuration.Duration, "Shortest VNC token.")
+	fs.DurationVar(&c.VNC.MaxDuration.Duration, "vnc-max-duration", c.VNC.MaxDuration.Duration, "Longest VNC token (0: Kubernetes' 2^32 s).")
+	fs.StringVar(&c.VNC.Audience, "vnc-audience", c.VNC.Audience, "Audience of VNC tokens that VNC proxies ask reviews for.")
 	fs.DurationVar(&c.UserTokens.MaxTTL.Duration, "user-token-max-ttl", c.UserTokens.MaxTTL.Duration, "Longest lifetime of a user token, and its lifetime when none is asked.")
 	fs.IntVar(&c.UserTokens.MaxPerUser, "user-token-max-per-user", c.UserTokens.MaxPerUser, "Live user tokens one user may hold (0: no bound).")
 	fs.StringVar(&c.Log.Level, "log-level", c.Log.Level, "Log level: debug, info, warn or error.")
@@ -382,6 +400,15 @@ func (c *Config) Validate() error {
 	}
 	if p := c.KeyRotation.Period.Duration; p > 0 && p <= c.KeyRotation.PropagationDelay.Duration {
 		bad("key-rotation-period", "%s must be longer than --key-propagation-delay", p)
+	}
+	if c.VNC.MinDuration.Duration <= 0 {
+		bad("vnc-min-duration", "must be positive")
+	}
+	if m := c.VNC.MaxDuration.Duration; m != 0 && m < c.VNC.MinDuration.Duration {
+		bad("vnc-max-duration", "%s is shorter than --vnc-min-duration", m)
+	}
+	if c.VNC.Audience == "" {
+		bad("vnc-audience", "is required")
 	}
 	if c.UserTokens.MaxTTL.Duration <= 0 {
 		bad("user-token-max-ttl", "must be positive")

@@ -15,7 +15,8 @@ go tool openapi-gen \
   k8s.io/api/authentication/v1 \
   k8s.io/api/core/v1 \
   portcullis.dev/portcullis/issuer/apis/portcullis/v1alpha1 \
-  portcullis.dev/portcullis/issuer/apis/ext/v1
+  portcullis.dev/portcullis/issuer/apis/ext/v1 \
+  portcullis.dev/portcullis/issuer/apis/kubevirt/v1
 
 # The definitions name every core/v1 type, deprecated ones (Endpoints) too:
 # that is what they describe, not a use of them.

@@ -26,6 +26,8 @@ const (
 	KindServiceAccount Kind = "serviceaccount"
 	// KindUser tokens are users' own API tokens (ext.cattle.io Token).
 	KindUser Kind = "user"
+	// KindVNC tokens open one VM's VNC console (token.kubevirt.io).
+	KindVNC Kind = "vnc"
 )
 
 // BoundObject is the object a token is bound to (TokenRequest's boundObjectRef).

@@ -27,6 +27,7 @@ Usage:
   portcullis serve   --config DIR/portcullis.yaml [flags]    answer TokenReviews and serve the issuer API
   portcullis token create NAME -n NS [--audience A] [--duration 1h]   mint a service account token
   portcullis revoke  --jti JTI | --subject USER [--reason R]   revoke tokens
+  portcullis vnc NAMESPACE/VM [--duration 1h] | vnc revoke NAMESPACE/VM   VNC console tokens of a VM
   portcullis keys list | rotate [--algorithm A] [--now] | retire KID | prune [KID…]   manage signing keys
   portcullis version
 
@@ -91,6 +92,13 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return app.RunRevoke(ctx, o, stdout)
+	case "vnc":
+		o := &app.VNCOptions{}
+		o.AddFlags(fs)
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		return app.RunVNC(ctx, o, fs.Args(), stdout)
 	case "keys":
 		o := &app.KeysOptions{}
 		o.AddFlags(fs)

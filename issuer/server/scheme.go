@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer"
 
 	extv1 "portcullis.dev/portcullis/issuer/apis/ext/v1"
+	kubevirtv1 "portcullis.dev/portcullis/issuer/apis/kubevirt/v1"
 	portcullisv1alpha1 "portcullis.dev/portcullis/issuer/apis/portcullis/v1alpha1"
 )
 
@@ -27,6 +28,9 @@ func newScheme() (*runtime.Scheme, serializer.CodecFactory, error) {
 	}
 	metav1.AddToGroupVersion(s, core)
 	metav1.AddToGroupVersion(s, authn)
+	if err := kubevirtv1.AddToScheme(s); err != nil {
+		return nil, serializer.CodecFactory{}, err
+	}
 	if err := extv1.AddToScheme(s); err != nil {
 		return nil, serializer.CodecFactory{}, err
 	}

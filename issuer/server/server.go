@@ -27,12 +27,14 @@ import (
 	"portcullis.dev/portcullis/keys"
 
 	extv1 "portcullis.dev/portcullis/issuer/apis/ext/v1"
+	kubevirtv1 "portcullis.dev/portcullis/issuer/apis/kubevirt/v1"
 	v1alpha1 "portcullis.dev/portcullis/issuer/apis/portcullis/v1alpha1"
 	"portcullis.dev/portcullis/issuer/revocation"
 	"portcullis.dev/portcullis/issuer/server/openapi"
 	"portcullis.dev/portcullis/issuer/signingkeys"
 	"portcullis.dev/portcullis/issuer/tokenrequest"
 	"portcullis.dev/portcullis/issuer/tokens"
+	"portcullis.dev/portcullis/issuer/vnc"
 )
 
 // Options configures the issuer API server.
@@ -65,6 +67,8 @@ type Options struct {
 	UserTokens tokens.Records
 	// UserTokenOptions configures the user Token API.
 	UserTokenOptions tokens.Options
+	// VNC configures the token.kubevirt.io VNC token API.
+	VNC vnc.Options
 	// Keys is the key ring's manager: the SigningKey API and the JWKS.
 	Keys *keys.Manager
 	// Records tells the SigningKey API whether a key's tokens still live.
@@ -146,6 +150,14 @@ func New(opts Options) (*Server, error) {
 	}
 	if err := generic.InstallAPIGroup(&own); err != nil {
 		return nil, fmt.Errorf("issuer: install %s: %w", v1alpha1.GroupName, err)
+	}
+	kubevirt := genericapiserver.NewDefaultAPIGroupInfo(kubevirtv1.GroupName, scheme, paramCodec, codecs)
+	kubevirt.VersionedResourcesStorageMap[kubevirtv1.SchemeGroupVersion.Version] = map[string]rest.Storage{
+		"virtualmachines":     vnc.VirtualMachines{},
+		"virtualmachines/vnc": vnc.New(opts.Minter, opts.Revoker, opts.VNC, opts.Clock, opts.Rand),
+	}
+	if err := generic.InstallAPIGroup(&kubevirt); err != nil {
+		return nil, fmt.Errorf("issuer: install %s: %w", kubevirtv1.GroupName, err)
 	}
 	if opts.UserTokens != nil {
 		ext := genericapiserver.NewDefaultAPIGroupInfo(extv1.GroupName, scheme, paramCodec, codecs)

@@ -26,6 +26,7 @@ import (
 	"portcullis.dev/portcullis/issuer/server"
 	"portcullis.dev/portcullis/issuer/tokenrequest"
 	"portcullis.dev/portcullis/issuer/tokens"
+	"portcullis.dev/portcullis/issuer/vnc"
 	"portcullis.dev/portcullis/keys"
 	"portcullis.dev/portcullis/store"
 	"portcullis.dev/portcullis/store/bolt"
@@ -143,9 +144,13 @@ func NewServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 		TokenRequest:       tokenrequest.Options{APIAudiences: cfg.APIAudiences, MaxExpiration: cfg.MaxTokenExpiration.Duration},
 		Revoker:            s.cache,
 		Keys:               s.keys,
-		Records:            s.cache,
-		Issuer:             cfg.Issuer,
-		UserTokens:         userTokens(cfg, s.cache),
+		VNC: vnc.Options{
+			MinDuration: cfg.VNC.MinDuration.Duration, MaxDuration: cfg.VNC.MaxDuration.Duration,
+			APIAudiences: cfg.APIAudiences, Audience: cfg.VNC.Audience,
+		},
+		Records:    s.cache,
+		Issuer:     cfg.Issuer,
+		UserTokens: userTokens(cfg, s.cache),
 		UserTokenOptions: tokens.Options{
 			MaxTTL: cfg.UserTokens.MaxTTL.Duration, MaxPerUser: cfg.UserTokens.MaxPerUser, APIAudiences: cfg.APIAudiences,
 		},

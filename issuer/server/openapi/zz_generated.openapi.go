@@ -20,6 +20,7 @@ import (
 	common "k8s.io/kube-openapi/pkg/common"
 	spec "k8s.io/kube-openapi/pkg/validation/spec"
 	extv1 "portcullis.dev/portcullis/issuer/apis/ext/v1"
+	kubevirtv1 "portcullis.dev/portcullis/issuer/apis/kubevirt/v1"
 	v1alpha1 "portcullis.dev/portcullis/issuer/apis/portcullis/v1alpha1"
 )
 
@@ -339,6 +340,7 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		extv1.TokenList{}.OpenAPIModelName():                           schema_issuer_apis_ext_v1_TokenList(ref),
 		extv1.TokenSpec{}.OpenAPIModelName():                           schema_issuer_apis_ext_v1_TokenSpec(ref),
 		extv1.TokenStatus{}.OpenAPIModelName():                         schema_issuer_apis_ext_v1_TokenStatus(ref),
+		kubevirtv1.TokenResponse{}.OpenAPIModelName():                  schema_issuer_apis_kubevirt_v1_TokenResponse(ref),
 		v1alpha1.Revocation{}.OpenAPIModelName():                       schema_issuer_apis_portcullis_v1alpha1_Revocation(ref),
 		v1alpha1.RevocationList{}.OpenAPIModelName():                   schema_issuer_apis_portcullis_v1alpha1_RevocationList(ref),
 		v1alpha1.RevocationSpec{}.OpenAPIModelName():                   schema_issuer_apis_portcullis_v1alpha1_RevocationSpec(ref),
@@ -17974,6 +17976,50 @@ func schema_issuer_apis_ext_v1_TokenStatus(ref common.ReferenceCallback) common.
 					},
 				},
 				Required: []string{"current", "expired", "expiresAt", "lastUpdateTime"},
+			},
+		},
+		Dependencies: []string{
+			metav1.Time{}.OpenAPIModelName()},
+	}
+}
+
+func schema_issuer_apis_kubevirt_v1_TokenResponse(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "TokenResponse is the answer of GET …/virtualmachines/{name}/vnc, as KubeVirt's vm-console-proxy gives it: the token and when it expires.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"token": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Token is the bearer token for the VM's VNC console.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"expirationTimestamp": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ExpirationTimestamp is when the token expires.",
+							Ref:         ref(metav1.Time{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"token", "expirationTimestamp"},
 			},
 		},
 		Dependencies: []string{

@@ -1,0 +1,151 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apiserver/pkg/authentication/authenticator"
+)
+
+const vncPath = "/apis/token.kubevirt.io/v1/namespaces/vms/virtualmachines/"
+
+func (h *harness) vncGet(certBase, vm, query string) (int, string, string) {
+	h.t.Helper()
+	resp, err := h.httpClient(certBase).Get(h.issuerURL(vncPath + vm + "/vnc" + query))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	var answer struct {
+		Token               string `json:"token"`
+		ExpirationTimestamp string `json:"expirationTimestamp"`
+		Message             string `json:"message"`
+	}
+	json.Unmarshal(body, &answer)
+	h.remember(answer.Token)
+	if resp.StatusCode != http.StatusOK {
+		return resp.StatusCode, "", answer.Message
+	}
+	return resp.StatusCode, answer.Token, answer.ExpirationTimestamp
+}
+
+func TestVNCDurations(t *testing.T) {
+	h := startServer(t, nil)
+	for _, tc := range []struct {
+		duration string
+		code     int
+		lifetime time.Duration // for 200
+		message  string        // for 400
+	}{
+		{"", 200, 10 * time.Minute, ""},
+		{"10m", 200, 10 * time.Minute, ""},
+		{"9m59s", 400, 0, `duration "9m59s" is too short: the minimum is 10m0s`},
+		{"1h30m", 200, 90 * time.Minute, ""},
+		{"2h45m", 200, 165 * time.Minute, ""},
+		{"-1h", 400, 0, `duration "-1h" is too short`},
+		{"abc", 400, 0, `failed to parse duration "abc"`},
+		{"300ms", 400, 0, `duration "300ms" is too short`},
+		{"2000000h", 400, 0, `duration "2000000h" is too long: the maximum is 2^32 seconds`},
+		{"1000000000h", 400, 0, `failed to parse duration "1000000000h"`},
+	} {
+		t.Run("duration="+tc.duration, func(t *testing.T) {
+			query := ""
+			if tc.duration != "" {
+				query = "?duration=" + tc.duration
+			}
+			code, token, detail := h.vncGet(adminBase, "vm1", query)
+			if code != tc.code {
+				t.Fatalf("status %d (%s), want %d", code, detail, tc.code)
+			}
+			if code == 200 {
+				exp, err := time.Parse(time.RFC3339, detail)
+				if err != nil || strings.Count(token, ".") != 2 {
+					t.Fatalf("answer token %q expirationTimestamp %q", token, detail)
+				}
+				if d := time.Until(exp); d < tc.lifetime-time.Minute || d > tc.lifetime {
+					t.Fatalf("expires in %v, want about %v", d, tc.lifetime)
+				}
+				return
+			}
+			if !strings.Contains(detail, tc.message) {
+				t.Fatalf("message %q, want it to contain %q", detail, tc.message)
+			}
+		})
+	}
+}
+
+func TestVNCIdentityRevocationAndAuthorization(t *testing.T) {
+	h := startServer(t, nil)
+	ctx := context.Background()
+	wh := kubeAPIServerAuthenticator(t, h, "v1")
+	review := func(token string, aud string) (bool, map[string][]string, string) {
+		t.Helper()
+		resp, ok, err := wh.AuthenticateToken(authenticator.WithAudiences(ctx, authenticator.Audiences{aud}), token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			return false, nil, ""
+		}
+		return true, resp.User.GetExtra(), resp.User.GetName()
+	}
+	_, vm1, _ := h.vncGet(adminBase, "vm1", "")
+	_, vm2, _ := h.vncGet(adminBase, "vm2", "")
+
+	for _, aud := range []string{h.cfg.VNC.Audience, h.cfg.APIAudiences[0]} {
+		ok, extra, name := review(vm1, aud)
+		if !ok || name != "system:serviceaccount:vms:vm1-vnc-access" {
+			t.Fatalf("audience %s: authenticated %v as %q", aud, ok, name)
+		}
+		if !slices.Equal(extra["token.kubevirt.io/vm-namespace"], []string{"vms"}) || !slices.Equal(extra["token.kubevirt.io/vm-name"], []string{"vm1"}) {
+			t.Fatalf("extras %v do not name the VM", extra)
+		}
+	}
+	if ok, _, _ := review(vm1, "https://somewhere.else"); ok {
+		t.Fatal("a VNC token authenticated for a foreign audience")
+	}
+
+	var out strings.Builder
+	o := &VNCOptions{ClientOptions: ClientOptions{Kubeconfig: filepath.Join(h.dir, AdminKubeconfig)}}
+	if err := RunVNC(ctx, o, []string{"revoke", "vms/vm1"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _, _ := review(vm1, h.cfg.VNC.Audience); ok {
+		t.Fatal("a token of the revoked VM still authenticates")
+	}
+	if ok, _, _ := review(vm2, h.cfg.VNC.Audience); !ok {
+		t.Fatal("revoking vm1 refused vm2's token")
+	}
+	out.Reset()
+	o.Duration = "1h"
+	if err := RunVNC(ctx, o, []string{"vms/vm1"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	fresh := h.remember(strings.TrimSpace(out.String()))
+	if ok, _, _ := review(fresh, h.cfg.VNC.Audience); !ok {
+		t.Fatal("a token minted after the revocation is refused")
+	}
+
+	h.writeCert("alice", "alice", "developers")
+	if code, _, _ := h.vncGet("alice", "vm1", ""); code != http.StatusForbidden {
+		t.Fatalf("non-admin standalone: %d, want 403", code)
+	}
+
+	resp, err := h.adminHTTP().Get(h.issuerURL("/apis/token.kubevirt.io/v1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(body), `"name":"virtualmachines/vnc"`) {
+		t.Fatalf("discovery does not list virtualmachines/vnc: %s", body)
+	}
+}

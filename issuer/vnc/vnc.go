@@ -1,0 +1,245 @@
+// Package vnc is the VNC token front door: KubeVirt's token.kubevirt.io/v1
+// API. GET …/namespaces/{ns}/virtualmachines/{vm}/vnc?duration=… mints a
+// console token for one VM; DELETE on the same path revokes every token of
+// that VM at once.
+package vnc
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
+	"k8s.io/apiserver/pkg/registry/rest"
+	"k8s.io/utils/clock"
+
+	"portcullis.dev/portcullis/issuer"
+	kubevirtv1 "portcullis.dev/portcullis/issuer/apis/kubevirt/v1"
+	"portcullis.dev/portcullis/issuer/names"
+	"portcullis.dev/portcullis/store"
+)
+
+// Defaults of the duration rules, as KubeVirt documents them.
+const (
+	DefaultDuration    = 10 * time.Minute
+	DefaultMinDuration = 10 * time.Minute
+	// MaxDuration is Kubernetes' limit on token lifetimes (2^32 s).
+	MaxDuration = (1 << 32) * time.Second
+	// DefaultAudience is the audience a VNC proxy asks reviews for.
+	DefaultAudience = "token.kubevirt.io/vnc"
+)
+
+// Extra keys naming the VM in a VNC token's review answer.
+const (
+	ExtraVMNamespace = "token.kubevirt.io/vm-namespace"
+	ExtraVMName      = "token.kubevirt.io/vm-name"
+)
+
+// Minter is the minting core.
+type Minter interface {
+	Mint(ctx context.Context, req issuer.Request) (*issuer.Token, error)
+}
+
+// Revoker stores revocations (the cache, so this replica refuses at once).
+type Revoker interface {
+	Revoke(ctx context.Context, rev *store.Revocation) error
+}
+
+// Options configures the front door.
+type Options struct {
+	// MinDuration is the shortest token (default 10m; admins may lower it).
+	MinDuration time.Duration
+	// MaxDuration, when set, is the longest token; else Kubernetes' 2^32 s.
+	MaxDuration time.Duration
+	// APIAudiences and Audience are the tokens' audiences: the API's, so
+	// the token works at kube-apiserver, and the VNC audience for proxies.
+	APIAudiences []string
+	Audience     string
+}
+
+// REST is the virtualmachines/vnc subresource.
+type REST struct {
+	minter  Minter
+	revoker Revoker
+	opts    Options
+	clock   clock.PassiveClock
+	rand    io.Reader
+}
+
+var (
+	_ rest.Connecter            = (*REST)(nil)
+	_ rest.Scoper               = VirtualMachines{}
+	_ rest.SingularNameProvider = VirtualMachines{}
+)
+
+// New returns the front door.
+func New(m Minter, r Revoker, opts Options, clk clock.PassiveClock, random io.Reader) *REST {
+	if opts.MinDuration <= 0 {
+		opts.MinDuration = DefaultMinDuration
+	}
+	if opts.MaxDuration <= 0 || opts.MaxDuration > MaxDuration {
+		opts.MaxDuration = MaxDuration
+	}
+	if opts.Audience == "" {
+		opts.Audience = DefaultAudience
+	}
+	return &REST{minter: m, revoker: r, opts: opts, clock: clk, rand: random}
+}
+
+// New implements rest.Storage.
+func (r *REST) New() runtime.Object { return &kubevirtv1.TokenResponse{} }
+
+// Destroy implements rest.Storage.
+func (r *REST) Destroy() {}
+
+// NewConnectOptions implements rest.Connecter: the handler reads duration
+// from the query itself, to answer a bad value in its own words.
+func (r *REST) NewConnectOptions() (runtime.Object, bool, string) { return nil, false, "" }
+
+// ConnectMethods implements rest.Connecter.
+func (r *REST) ConnectMethods() []string { return []string{http.MethodGet, http.MethodDelete} }
+
+// Connect implements rest.Connecter.
+func (r *REST) Connect(ctx context.Context, vm string, _ runtime.Object, _ rest.Responder) (http.Handler, error) {
+	ns, _ := genericapirequest.NamespaceFrom(ctx)
+	if ns == "" || vm == "" {
+		return nil, errors.New("namespace and name parameters are required")
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		switch req.Method {
+		case http.MethodGet:
+			r.mint(req.Context(), w, req, ns, vm)
+		case http.MethodDelete:
+			r.revoke(req.Context(), w, ns, vm)
+		default:
+			writeStatus(w, http.StatusMethodNotAllowed, metav1.StatusReasonMethodNotAllowed, "only GET and DELETE are allowed")
+		}
+	}), nil
+}
+
+// ServiceAccountName is the identity KubeVirt gives a VM's VNC tokens.
+func ServiceAccountName(vm string) string { return vm + "-vnc-access" }
+
+// Subject is the username of a VM's VNC tokens.
+func Subject(ns, vm string) string {
+	return "system:serviceaccount:" + ns + ":" + ServiceAccountName(vm)
+}
+
+// ParseDuration applies the duration rules to the query value: Go syntax,
+// default 10m, at least the minimum, at most the maximum, whole seconds.
+func (r *REST) ParseDuration(value string) (time.Duration, error) {
+	if value == "" {
+		return DefaultDuration, nil
+	}
+	d, err := time.ParseDuration(value)
+	if err != nil {
+		return 0, fmt.Errorf("failed to parse duration %q: %v", value, err)
+	}
+	if d < r.opts.MinDuration {
+		return 0, fmt.Errorf("duration %q is too short: the minimum is %s", value, r.opts.MinDuration)
+	}
+	if d > r.opts.MaxDuration {
+		return 0, fmt.Errorf("duration %q is too long: the maximum is %s", value, maxText(r.opts.MaxDuration))
+	}
+	return d.Truncate(time.Second), nil
+}
+
+func maxText(d time.Duration) string {
+	if d == MaxDuration {
+		return "2^32 seconds"
+	}
+	return d.String()
+}
+
+func (r *REST) mint(ctx context.Context, w http.ResponseWriter, req *http.Request, ns, vm string) {
+	d, err := r.ParseDuration(req.URL.Query().Get("duration"))
+	if err != nil {
+		writeStatus(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, err.Error())
+		return
+	}
+	auds := append(append([]string{}, r.opts.APIAudiences...), r.opts.Audience)
+	tok, err := r.minter.Mint(ctx, issuer.Request{
+		Kind:      store.KindVNC,
+		Subject:   Subject(ns, vm),
+		Groups:    []string{"system:serviceaccounts", "system:serviceaccounts:" + ns},
+		Extra:     map[string][]string{ExtraVMNamespace: {ns}, ExtraVMName: {vm}},
+		Audiences: auds,
+		Lifetime:  d,
+		Binding:   &store.BoundObject{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachine", Name: vm},
+		Claims: map[string]any{"kubernetes.io": map[string]any{
+			"namespace": ns, "serviceaccount": map[string]string{"name": ServiceAccountName(vm)},
+		}},
+	})
+	if err != nil {
+		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, fmt.Sprintf("failed to request token: %v", err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{
+		"token":               tok.Value,
+		"expirationTimestamp": tok.Record.ExpiresAt.UTC().Format(time.RFC3339),
+	})
+}
+
+// revoke refuses every token of the VM minted until now, with one durable
+// "not before" mark on the VM's identity: no write per token.
+func (r *REST) revoke(ctx context.Context, w http.ResponseWriter, ns, vm string) {
+	suffix, err := names.Suffix(r.rand, 5)
+	if err != nil {
+		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, err.Error())
+		return
+	}
+	uid, err := names.UID(r.rand)
+	if err != nil {
+		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, err.Error())
+		return
+	}
+	rev := &store.Revocation{
+		Name: "vnc-" + suffix, UID: uid, Scope: store.ScopeSubject, Target: Subject(ns, vm),
+		Reason: "VNC tokens of VM " + ns + "/" + vm + " revoked", Created: r.clock.Now(),
+	}
+	if u, ok := genericapirequest.UserFrom(ctx); ok {
+		rev.RevokedBy = u.GetName()
+	}
+	if err := r.revoker.Revoke(ctx, rev); err != nil {
+		writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, fmt.Sprintf("the revocation could not be stored: %v", err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(metav1.Status{
+		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
+		Status:   metav1.StatusSuccess, Code: http.StatusOK,
+		Message: fmt.Sprintf("every VNC token of VirtualMachine %s/%s issued until now is revoked", ns, vm),
+	})
+}
+
+func writeStatus(w http.ResponseWriter, code int, reason metav1.StatusReason, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(metav1.Status{
+		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
+		Status:   metav1.StatusFailure, Message: msg, Reason: reason, Code: int32(code),
+	})
+}
+
+// VirtualMachines is the parent of the vnc subresource: the generic server
+// needs it to know the subresource is namespaced. It serves no verbs.
+type VirtualMachines struct{}
+
+// New implements rest.Storage.
+func (VirtualMachines) New() runtime.Object { return &kubevirtv1.TokenResponse{} }
+
+// Destroy implements rest.Storage.
+func (VirtualMachines) Destroy() {}
+
+// NamespaceScoped implements rest.Scoper.
+func (VirtualMachines) NamespaceScoped() bool { return true }
+
+// GetSingularName implements rest.SingularNameProvider.
+func (VirtualMachines) GetSingularName() string { return "virtualmachine" }
