@@ -28,15 +28,19 @@ Usage:
   portcullis token create NAME -n NS [--audience A] [--duration 1h]   mint a service account token
   portcullis revoke  --jti JTI | --subject USER [--reason R]   revoke tokens
   portcullis vnc NAMESPACE/VM [--duration 1h] | vnc revoke NAMESPACE/VM   VNC console tokens of a VM
+  portcullis verify --vm NAMESPACE/VM [--kubeconfig webhook.kubeconfig] TOKEN   is TOKEN good for the VM? (exit status)
   portcullis keys list | rotate [--algorithm A] [--now] | retire KID | prune [KID…]   manage signing keys
   portcullis version
 
 Each command takes --help.
 `
 
+// errSilent fails the command after it printed why.
+var errSilent = errors.New("")
+
 func main() {
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, pflag.ErrHelp) {
+		if !errors.Is(err, pflag.ErrHelp) && !errors.Is(err, errSilent) {
 			fmt.Fprintln(os.Stderr, "portcullis:", err)
 		}
 		os.Exit(1)
@@ -99,6 +103,20 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return app.RunVNC(ctx, o, fs.Args(), stdout)
+	case "verify":
+		o := &app.VerifyOptions{}
+		o.AddFlags(fs)
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		if fs.NArg() != 1 {
+			return errors.New("usage: portcullis verify --vm NAMESPACE/VM TOKEN")
+		}
+		err := app.RunVerify(ctx, o, fs.Arg(0), stdout)
+		if errors.Is(err, app.ErrRefused) {
+			return errSilent
+		}
+		return err
 	case "keys":
 		o := &app.KeysOptions{}
 		o.AddFlags(fs)

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -11,7 +12,11 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
+
+	"portcullis.dev/portcullis/authn/vncproxy"
+	"portcullis.dev/portcullis/config"
 )
 
 const vncPath = "/apis/token.kubevirt.io/v1/namespaces/vms/virtualmachines/"
@@ -147,5 +152,63 @@ func TestVNCIdentityRevocationAndAuthorization(t *testing.T) {
 	body, _ := io.ReadAll(resp.Body)
 	if !strings.Contains(string(body), `"name":"virtualmachines/vnc"`) {
 		t.Fatalf("discovery does not list virtualmachines/vnc: %s", body)
+	}
+}
+
+func TestVNCProxyAndVerify(t *testing.T) {
+	h := startServer(t, func(c *config.Config) { c.VNC.MinDuration = metav1.Duration{Duration: time.Second} })
+	ctx := context.Background()
+	webhookKubeconfig := filepath.Join(h.dir, WebhookKubeconfig)
+	checker, err := vncproxy.New(vncproxy.Config{WebhookKubeconfig: webhookKubeconfig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer checker.Close()
+	verify := func(vm, token string) (string, error) {
+		var out strings.Builder
+		err := RunVerify(ctx, &VerifyOptions{WebhookKubeconfig: webhookKubeconfig, VM: vm, Audience: "token.kubevirt.io/vnc"}, token, &out)
+		return strings.TrimSpace(out.String()), err
+	}
+
+	_, good, _ := h.vncGet(adminBase, "vm1", "?duration=1h")
+	if err := checker.Check(ctx, good, "vms", "vm1"); err != nil {
+		t.Fatalf("good token: %v", err)
+	}
+	if err := checker.Check(ctx, good, "vms", "vm1"); err != nil {
+		t.Fatalf("good token, cached: %v", err)
+	}
+	if err := checker.Check(ctx, good, "vms", "vm2"); !errors.Is(err, vncproxy.ErrOtherVM) {
+		t.Fatalf("token for another VM: %v, want ErrOtherVM", err)
+	}
+	if out, err := verify("vms/vm1", good); err != nil || out != "ok: the token opens the VNC console of vms/vm1" {
+		t.Fatalf("verify good: %q %v", out, err)
+	}
+	if out, err := verify("vms/vm2", good); !errors.Is(err, ErrRefused) || out != "refused: token is for another VM" {
+		t.Fatalf("verify other VM: %q %v", out, err)
+	}
+
+	// Revoked (never checked before, so not cached).
+	_, revoked, _ := h.vncGet(adminBase, "vm3", "?duration=1h")
+	if err := RunVNC(ctx, &VNCOptions{ClientOptions: ClientOptions{Kubeconfig: filepath.Join(h.dir, AdminKubeconfig)}}, []string{"revoke", "vms/vm3"}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if err := checker.Check(ctx, revoked, "vms", "vm3"); !errors.Is(err, vncproxy.ErrNotAuthenticated) {
+		t.Fatalf("revoked token: %v", err)
+	}
+	if out, err := verify("vms/vm3", revoked); !errors.Is(err, ErrRefused) || !strings.HasPrefix(out, "refused: token is not authenticated") {
+		t.Fatalf("verify revoked: %q %v", out, err)
+	}
+
+	// Expired: a 1s token (the minimum was lowered for this test).
+	_, short, _ := h.vncGet(adminBase, "vm4", "?duration=1s")
+	time.Sleep(1100 * time.Millisecond)
+	if err := checker.Check(ctx, short, "vms", "vm4"); !errors.Is(err, vncproxy.ErrNotAuthenticated) {
+		t.Fatalf("expired token: %v", err)
+	}
+	// A user's API token is no VNC token.
+	h.writeCert("alice", "alice")
+	_, apiToken := h.createToken("alice", nil)
+	if err := checker.Check(ctx, apiToken, "vms", "vm1"); !errors.Is(err, vncproxy.ErrNotAuthenticated) {
+		t.Fatalf("API token at the VNC proxy: %v", err)
 	}
 }
