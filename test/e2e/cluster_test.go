@@ -195,6 +195,10 @@ func (c *cluster) registerAggregation(api *kubeAPIServer) {
 	}
 	c.apply(api, `apiVersion: v1
 kind: Namespace
+metadata: {name: vms}
+---
+apiVersion: v1
+kind: Namespace
 metadata: {name: portcullis}
 ---
 apiVersion: v1
@@ -226,6 +230,32 @@ spec:
   versionPriority: 15
   caBundle: `+base64.StdEncoding.EncodeToString(ca)+`
   service: {name: portcullis, namespace: portcullis, port: `+itoa(c.portcullis.securePort)+`}
+---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {name: v1.token.kubevirt.io}
+spec:
+  group: token.kubevirt.io
+  version: v1
+  groupPriorityMinimum: 2000
+  versionPriority: 10
+  caBundle: `+base64.StdEncoding.EncodeToString(ca)+`
+  service: {name: portcullis, namespace: portcullis, port: `+itoa(c.portcullis.securePort)+`}
+---
+# Who may mint VNC tokens: alice, for the VMs of namespace vms.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: vnc-tokens, namespace: vms}
+rules:
+- apiGroups: [token.kubevirt.io]
+  resources: [virtualmachines/vnc]
+  verbs: [get, delete]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: vnc-tokens:alice, namespace: vms}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: vnc-tokens}
+subjects: [{kind: User, name: alice}]
 ---
 # Who may own user tokens: the developers group (alice).
 apiVersion: rbac.authorization.k8s.io/v1
@@ -264,7 +294,7 @@ metadata: {name: portcullis:revoker:alice}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: portcullis:revoker}
 subjects: [{kind: User, name: alice}]
 `)
-	for _, apiService := range []string{"v1alpha1.portcullis.dev", "v1.ext.cattle.io"} {
+	for _, apiService := range []string{"v1alpha1.portcullis.dev", "v1.ext.cattle.io", "v1.token.kubevirt.io"} {
 		for range 300 {
 			out, _ := c.kubectlQuiet(api, adminToken, "get", "apiservice", apiService, "-o", `jsonpath={.status.conditions[?(@.type=="Available")].status}`)
 			if out == "True" {
@@ -277,7 +307,7 @@ subjects: [{kind: User, name: alice}]
 	// until then kubectl cannot validate objects of the group on the server.
 	for range 300 {
 		out, _ := c.kubectlQuiet(api, adminToken, "get", "--raw", "/openapi/v3")
-		if strings.Contains(out, "apis/portcullis.dev/v1alpha1") && strings.Contains(out, "apis/ext.cattle.io/v1") {
+		if strings.Contains(out, "apis/portcullis.dev/v1alpha1") && strings.Contains(out, "apis/ext.cattle.io/v1") && strings.Contains(out, "apis/token.kubevirt.io/v1") {
 			return
 		}
 		time.Sleep(100 * time.Millisecond)

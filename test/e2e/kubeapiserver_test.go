@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -164,6 +165,59 @@ func TestKubeAPIServer(t *testing.T) {
 					if _, err := whoami(v1, fields[1]); err == nil || !strings.Contains(err.Error(), "Unauthorized") {
 						t.Fatalf("after %v the token still authenticates: %v", stop[:2], err)
 					}
+				}
+			})
+		}
+	})
+
+	t.Run("VNC tokens: the seed's curl, directly and through the aggregation layer", func(t *testing.T) {
+		kubeCA, err := os.ReadFile(v1.ca)
+		if err != nil {
+			t.Fatal(err)
+		}
+		issuerCA, _ := os.ReadFile(filepath.Join(c.portcullis.dir, "ca.crt"))
+		for name, target := range map[string]struct {
+			url string
+			ca  []byte
+		}{
+			"aggregation": {"https://127.0.0.1:" + itoa(v1.port), kubeCA},
+			"issuer":      {"https://127.0.0.1:" + itoa(c.portcullis.securePort), issuerCA},
+		} {
+			t.Run(name, func(t *testing.T) {
+				ca := filepath.Join(t.TempDir(), "ca.crt")
+				os.WriteFile(ca, target.ca, 0o600)
+				// The seed's example, with ${KUBERNETES_USER_TOKEN} alice's token.
+				curl := func(user, vm, duration string) (int, string) {
+					t.Helper()
+					out, err := runQuiet("curl", "-sS", "--cacert", ca, "-w", "\n%{http_code}",
+						"--header", "Authorization: Bearer "+user,
+						target.url+"/apis/token.kubevirt.io/v1/namespaces/vms/virtualmachines/"+vm+"/vnc?duration="+duration)
+					if err != nil {
+						t.Fatal(err)
+					}
+					out = strings.TrimSpace(out)
+					i := strings.LastIndexByte(out, '\n')
+					n, _ := strconv.Atoi(out[i+1:])
+					return n, strings.TrimSpace(out[:max(i, 0)])
+				}
+				code, body := curl(aliceToken, "fedora", "1h")
+				var answer struct {
+					Token               string `json:"token"`
+					ExpirationTimestamp string `json:"expirationTimestamp"`
+				}
+				if err := json.Unmarshal([]byte(body), &answer); code != 200 || err != nil || answer.Token == "" || answer.ExpirationTimestamp == "" {
+					t.Fatalf("curl: %d %s", code, body)
+				}
+				if code, body := curl(aliceToken, "fedora", "9m59s"); code != 400 || !strings.Contains(body, `9m59s`) || !strings.Contains(body, "too short") {
+					t.Fatalf("too short: %d %s", code, body)
+				}
+				if code, _ := curl(bobToken, "fedora", "1h"); code != 403 {
+					t.Fatalf("bob, no RBAC: %d, want 403", code)
+				}
+				// kubectl auth whoami with the VNC token: KubeVirt's identity.
+				out, err := whoami(v1, answer.Token)
+				if err != nil || !strings.Contains(out, "system:serviceaccount:vms:fedora-vnc-access") || !strings.Contains(out, "system:serviceaccounts:vms") {
+					t.Fatalf("whoami with a VNC token: %q %v", out, err)
 				}
 			})
 		}
