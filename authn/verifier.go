@@ -19,6 +19,7 @@ import (
 	"k8s.io/utils/clock"
 
 	"portcullis.dev/portcullis/cache"
+	"portcullis.dev/portcullis/issuer"
 	"portcullis.dev/portcullis/keys"
 	"portcullis.dev/portcullis/store"
 )
@@ -150,6 +151,10 @@ type payload struct {
 	NotBefore *int64   `json:"nbf"`
 	IssuedAt  *int64   `json:"iat"`
 	ID        string   `json:"jti"`
+	Private   struct {
+		Kind string `json:"kind"`
+		issuer.StatelessClaims
+	} `json:"portcullis.dev"`
 }
 
 // audience accepts aud as an array (what Portcullis writes) or a string.
@@ -221,7 +226,13 @@ func (v *Verifier) review(ctx context.Context, token string, requested []string)
 		res.Reason = ReasonAudience
 		return res, nil
 	}
-	rec, err := v.cache.Record(ctx, verified.JTI)
+	var rec *store.Record
+	var err error
+	if verified.Stateless {
+		rec = verified.Record
+	} else {
+		rec, err = v.cache.Record(ctx, verified.JTI)
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		res.Reason = ReasonRecordMissing
 		return res, nil
@@ -317,6 +328,17 @@ func (v *Verifier) verify(token string) (*cache.Verified, Reason) {
 	}
 	if p.NotBefore != nil {
 		vt.NotBefore = time.Unix(*p.NotBefore, 0)
+	}
+	if p.Private.Stateless {
+		issued, err := time.Parse(time.RFC3339Nano, p.Private.IssuedAt)
+		if err != nil {
+			return vt, ReasonMalformed
+		}
+		vt.Stateless = true
+		vt.Record = &store.Record{
+			JTI: p.ID, Kind: store.Kind(p.Private.Kind), Subject: p.Subject, Groups: p.Private.Groups, Extra: p.Private.Extra,
+			Audiences: p.Audience, KeyID: key.ID, IssuedAt: issued, ExpiresAt: vt.Expiry,
+		}
 	}
 	return vt, ""
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -362,5 +363,44 @@ func TestMintedClaims(t *testing.T) {
 	var pub jwk.Key = f.key.Public()
 	if _, err := jws.Verify([]byte(tok.Value), jws.WithKey(jwa.ES256, pub)); err != nil {
 		t.Fatalf("a standard JOSE verifier refuses the token: %v", err)
+	}
+}
+
+func TestStatelessTokens(t *testing.T) {
+	f := newFixture(t)
+	ctx := context.Background()
+	tok, err := f.minter.Mint(ctx, issuer.Request{
+		Kind: store.KindVNC, Subject: "system:serviceaccount:vms:vm1-vnc-access",
+		Groups: []string{"system:serviceaccounts", "system:serviceaccounts:vms"}, Extra: map[string][]string{"token.kubevirt.io/vm-name": {"vm1"}},
+		Audiences: []string{testAudience}, Lifetime: time.Hour, Stateless: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.store.GetRecord(ctx, tok.Record.JTI); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a stateless token was recorded: %v", err)
+	}
+	res, err := f.verifier.Review(ctx, tok.Value, nil)
+	if err != nil || !res.Authenticated() || res.User.Name != "system:serviceaccount:vms:vm1-vnc-access" ||
+		!slices.Equal(res.User.Groups, []string{"system:serviceaccounts", "system:serviceaccounts:vms"}) ||
+		!slices.Equal(res.User.Extra["token.kubevirt.io/vm-name"], []string{"vm1"}) {
+		t.Fatalf("stateless token: %+v %v", res, err)
+	}
+	// A subject mark refuses it, from exact state, even when cached.
+	f.cache.Wait()
+	if err := f.cache.Revoke(ctx, &store.Revocation{Name: "r", Scope: store.ScopeSubject, Target: "system:serviceaccount:vms:vm1-vnc-access", Created: f.clock.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := f.verifier.Review(ctx, tok.Value, nil); res.Reason != ReasonRevoked {
+		t.Fatalf("after the mark: %q, want revoked", res.Reason)
+	}
+	// Stateless claims without an exact issue time cannot be checked against marks.
+	now := f.clock.Now()
+	forged := signRaw(t, jwa.ES256, f.key.Private(), map[string]any{jws.KeyIDKey: f.key.ID}, map[string]any{
+		"iss": testIssuer, "sub": "u", "aud": []string{testAudience}, "iat": now.Unix(), "exp": now.Add(time.Hour).Unix(), "jti": "j",
+		"portcullis.dev": map[string]any{"kind": "vnc", "stateless": true},
+	})
+	if res, _ := f.verifier.Review(ctx, forged, nil); res.Reason != ReasonMalformed {
+		t.Fatalf("stateless without issuedAt: %q, want malformed", res.Reason)
 	}
 }

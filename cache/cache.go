@@ -31,6 +31,10 @@ type Verified struct {
 	IssuedAt  time.Time
 	NotBefore time.Time
 	Expiry    time.Time
+	// Stateless tokens have no record: Record is built from the claims.
+	Stateless bool
+	// Record is the identity of a stateless token, from its claims.
+	Record *store.Record
 }
 
 // Options configures a Cache.

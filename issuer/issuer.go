@@ -50,6 +50,19 @@ type Request struct {
 	Claims map[string]any
 	// DryRun signs nothing and records nothing; the answer has no value.
 	DryRun bool
+	// Stateless tokens are not recorded: their identity travels in the
+	// signed claims, and they can be revoked only by subject marks and keys
+	// (VNC tokens: per VM). No store write per token.
+	Stateless bool
+}
+
+// StatelessClaims is the part of the portcullis.dev claim that carries a
+// stateless token's identity.
+type StatelessClaims struct {
+	Stateless bool                `json:"stateless,omitempty"`
+	IssuedAt  string              `json:"issuedAt,omitempty"` // RFC 3339 with nanoseconds, for "not before" marks
+	Groups    []string            `json:"groups,omitempty"`
+	Extra     map[string][]string `json:"extra,omitempty"`
 }
 
 // Token is a minted token and what was recorded about it.
@@ -135,6 +148,14 @@ func (m *Minter) Mint(ctx context.Context, req Request) (*Token, error) {
 		return &Token{Record: rec}, nil
 	}
 	private := map[string]any{"kind": string(req.Kind)}
+	if req.Stateless {
+		private["stateless"] = true
+		private["issuedAt"] = now.UTC().Format(time.RFC3339Nano)
+		private["groups"] = req.Groups
+		if len(req.Extra) > 0 {
+			private["extra"] = req.Extra
+		}
+	}
 	var kube any
 	for name, v := range req.Claims {
 		if name == "kubernetes.io" {
@@ -167,8 +188,10 @@ func (m *Minter) Mint(ctx context.Context, req Request) (*Token, error) {
 	if err != nil {
 		return nil, fmt.Errorf("issuer: sign: %w", err)
 	}
-	if err := m.records.CreateRecord(ctx, rec); err != nil {
-		return nil, fmt.Errorf("issuer: record token %s: %w", jti, err)
+	if !req.Stateless {
+		if err := m.records.CreateRecord(ctx, rec); err != nil {
+			return nil, fmt.Errorf("issuer: record token %s: %w", jti, err)
+		}
 	}
 	return &Token{Value: string(signed), Record: rec}, nil
 }

@@ -172,6 +172,9 @@ func (r *REST) mint(ctx context.Context, w http.ResponseWriter, req *http.Reques
 		Audiences: auds,
 		Lifetime:  d,
 		Binding:   &store.BoundObject{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachine", Name: vm},
+		// Revoked per VM (a mark on its identity) or by key, never one by
+		// one: no store write per token.
+		Stateless: true,
 		Claims: map[string]any{"kubernetes.io": map[string]any{
 			"namespace": ns, "serviceaccount": map[string]string{"name": ServiceAccountName(vm)},
 		}},
