@@ -15,6 +15,9 @@ import (
 
 	"github.com/dgraph-io/ristretto/v2"
 	"golang.org/x/sync/singleflight"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/clock"
 
 	"portcullis.dev/portcullis/store"
@@ -69,6 +72,10 @@ type Cache struct {
 	// changes is len(changed), read without the lock: reviews skip the map
 	// (and the lock) while nothing was changed recently.
 	changes atomic.Int64
+
+	// revocations tells watchers of every revocation made through this
+	// replica, after it is durable.
+	revocations *watch.Broadcaster
 
 	touchMu sync.Mutex
 	touched map[string]time.Time // jti -> last lastUsedAt written or queued
@@ -127,24 +134,44 @@ func New(s store.Store, opts Options) (*Cache, error) {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
 	return &Cache{
-		store:     s,
-		clock:     opts.Clock,
-		recordTTL: opts.RecordTTL,
-		tokens:    tokens,
-		records:   records,
-		hmacs:     sync.Pool{New: func() any { return hmac.New(sha256.New, key) }},
-		revoked:   map[string]time.Time{},
-		subjects:  map[string]time.Time{},
-		changed:   map[string]change{},
-		touched:   map[string]time.Time{},
-		pending:   map[string]time.Time{},
+		store:       s,
+		clock:       opts.Clock,
+		recordTTL:   opts.RecordTTL,
+		tokens:      tokens,
+		records:     records,
+		hmacs:       sync.Pool{New: func() any { return hmac.New(sha256.New, key) }},
+		revoked:     map[string]time.Time{},
+		subjects:    map[string]time.Time{},
+		changed:     map[string]change{},
+		revocations: watch.NewBroadcaster(256, watch.WaitIfChannelFull),
+		touched:     map[string]time.Time{},
+		pending:     map[string]time.Time{},
 	}, nil
 }
 
-// Close stops the ristretto caches.
+// Close stops the ristretto caches and the revocation watchers.
 func (c *Cache) Close() {
 	c.tokens.Close()
 	c.records.Close()
+	c.revocations.Shutdown()
+}
+
+// RevocationEvent is a revocation as WatchRevocations delivers it.
+type RevocationEvent struct{ Revocation *store.Revocation }
+
+// DeepCopyObject lets the event travel through a watch.Broadcaster.
+func (e *RevocationEvent) DeepCopyObject() runtime.Object {
+	c := *e.Revocation
+	return &RevocationEvent{Revocation: &c}
+}
+
+// GetObjectKind lets the event travel through a watch.Broadcaster.
+func (e *RevocationEvent) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
+
+// WatchRevocations sends every revocation made through this replica from
+// now on, each once it is durable.
+func (c *Cache) WatchRevocations() (watch.Interface, error) {
+	return c.revocations.Watch()
 }
 
 // Load reads every revocation from the store into the exact index. Reviews
@@ -355,6 +382,7 @@ func (c *Cache) Revoke(ctx context.Context, rev *store.Revocation) error {
 	if rev.Scope == store.ScopeJTI {
 		c.records.Del(rev.Target)
 	}
+	_ = c.revocations.Action(watch.Added, &RevocationEvent{Revocation: rev})
 	return nil
 }
 

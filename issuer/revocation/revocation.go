@@ -16,10 +16,12 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/apimachinery/pkg/watch"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
 	"k8s.io/utils/clock"
 
+	"portcullis.dev/portcullis/cache"
 	v1alpha1 "portcullis.dev/portcullis/issuer/apis/portcullis/v1alpha1"
 	"portcullis.dev/portcullis/issuer/names"
 	"portcullis.dev/portcullis/store"
@@ -33,6 +35,7 @@ type Revoker interface {
 	Revoke(ctx context.Context, rev *store.Revocation) error
 	Revocation(ctx context.Context, name string) (*store.Revocation, error)
 	Revocations(ctx context.Context) ([]*store.Revocation, error)
+	WatchRevocations() (watch.Interface, error)
 }
 
 // REST is the revocations resource.
@@ -46,6 +49,7 @@ var (
 	_ rest.Creater              = (*REST)(nil)
 	_ rest.Getter               = (*REST)(nil)
 	_ rest.Lister               = (*REST)(nil)
+	_ rest.Watcher              = (*REST)(nil)
 	_ rest.Scoper               = (*REST)(nil)
 	_ rest.SingularNameProvider = (*REST)(nil)
 )
@@ -170,6 +174,62 @@ func (r *REST) List(ctx context.Context, options *metainternalversion.ListOption
 	return list, nil
 }
 
+// Watch implements rest.Watcher: it starts with every stored revocation,
+// whatever resourceVersion is asked (revocations keep no versions, and a
+// watcher that reconnects must not miss one made meanwhile; seeing one twice
+// is harmless), then sends each new one made through this replica.
+// Revocations are never changed, so ADDED is the only event.
+func (r *REST) Watch(ctx context.Context, _ *metainternalversion.ListOptions) (watch.Interface, error) {
+	w, err := r.revoker.WatchRevocations()
+	if err != nil {
+		return nil, err
+	}
+	var initial []watch.Event
+	{
+		revs, err := r.revoker.Revocations(ctx)
+		if err != nil {
+			w.Stop()
+			return nil, apierrors.NewServiceUnavailable(fmt.Sprintf("the store cannot answer: %v", err))
+		}
+		for _, rev := range revs {
+			initial = append(initial, watch.Event{Type: watch.Added, Object: toAPI(rev)})
+		}
+	}
+	out := make(chan watch.Event, len(initial)+16)
+	for _, e := range initial {
+		out <- e
+	}
+	return watch.NewProxyWatcher(forward(ctx, w, out)), nil
+}
+
+// forward turns the cache's events into Revocation objects on out.
+func forward(ctx context.Context, in watch.Interface, out chan watch.Event) chan watch.Event {
+	go func() {
+		defer close(out)
+		defer in.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case e, ok := <-in.ResultChan():
+				if !ok {
+					return
+				}
+				ev, ok := e.Object.(*cache.RevocationEvent)
+				if !ok {
+					continue
+				}
+				select {
+				case out <- watch.Event{Type: watch.Added, Object: toAPI(ev.Revocation)}:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out
+}
+
 // fieldSet is the fields a revocation can be selected by.
 type fieldSet map[string]string
 
@@ -224,6 +284,8 @@ func toAPI(rev *store.Revocation) *v1alpha1.Revocation {
 		out.Spec.JTI = rev.Target
 	} else {
 		out.Spec.Subject = rev.Target
+		at := metav1.NewMicroTime(rev.Created)
+		out.Status.EffectiveAt = &at
 	}
 	if rev.ExpiresAt != nil {
 		t := metav1.NewTime(*rev.ExpiresAt)

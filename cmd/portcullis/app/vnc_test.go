@@ -212,3 +212,61 @@ func TestVNCProxyAndVerify(t *testing.T) {
 		t.Fatalf("API token at the VNC proxy: %v", err)
 	}
 }
+
+func TestVNCOfflineVerification(t *testing.T) {
+	h := startServer(t, func(c *config.Config) {
+		c.KeyRotation.PropagationDelay = metav1.Duration{Duration: 2 * time.Second} // JWKS max-age 1s
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	offline, err := vncproxy.NewOffline(ctx, vncproxy.OfflineConfig{Issuer: h.restConfig(AdminKubeconfig), Iss: h.cfg.Issuer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// eventually polls a check until it gives want, bounded in count.
+	eventually := func(what string, check func() error, want error) time.Duration {
+		t.Helper()
+		start := time.Now()
+		var err error
+		for range 200 {
+			if err = check(); errors.Is(err, want) || (want == nil && err == nil) {
+				return time.Since(start)
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+		t.Fatalf("%s: %v, want %v", what, err, want)
+		return 0
+	}
+	_, vm1, _ := h.vncGet(adminBase, "vm1", "?duration=1h")
+	_, vm2, _ := h.vncGet(adminBase, "vm2", "?duration=1h")
+	eventually("synced and good", func() error { return offline.Check(ctx, vm1, "vms", "vm1") }, nil)
+	if err := offline.Check(ctx, vm1, "vms", "vm2"); !errors.Is(err, vncproxy.ErrOtherVM) {
+		t.Fatalf("other VM: %v", err)
+	}
+	h.writeCert("alice", "alice")
+	_, apiToken := h.createToken("alice", nil)
+	if err := offline.Check(ctx, apiToken, "vms", "vm1"); !errors.Is(err, vncproxy.ErrNotAuthenticated) {
+		t.Fatalf("an API token offline: %v", err)
+	}
+
+	// Revoking the VM reaches the offline verifier through the watch.
+	if err := RunVNC(ctx, &VNCOptions{ClientOptions: ClientOptions{Kubeconfig: filepath.Join(h.dir, AdminKubeconfig)}}, []string{"revoke", "vms/vm1"}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	took := eventually("revoked VM", func() error { return offline.Check(ctx, vm1, "vms", "vm1") }, vncproxy.ErrNotAuthenticated)
+	t.Logf("the offline verifier refused the revoked VM's token %v after the revocation returned", took.Round(time.Millisecond))
+	if err := offline.Check(ctx, vm2, "vms", "vm2"); err != nil {
+		t.Fatalf("another VM's token after the revocation: %v", err)
+	}
+	_, fresh, _ := h.vncGet(adminBase, "vm1", "?duration=1h")
+	if err := offline.Check(ctx, fresh, "vms", "vm1"); err != nil {
+		t.Fatalf("a token minted after the revocation: %v", err)
+	}
+
+	// A retired key drops out of the JWKS: refused once the cache refreshes.
+	h.keysCLI("rotate", "--now")
+	old := kidOf(t, vm2)
+	h.keysCLI("retire", old)
+	took = eventually("retired key", func() error { return offline.Check(ctx, vm2, "vms", "vm2") }, vncproxy.ErrNotAuthenticated)
+	t.Logf("the offline verifier refused a retired key's token %v after the retirement", took.Round(time.Millisecond))
+}

@@ -18177,11 +18177,17 @@ func schema_issuer_apis_portcullis_v1alpha1_RevocationStatus(ref common.Referenc
 							Ref:         ref(metav1.Time{}.OpenAPIModelName()),
 						},
 					},
+					"effectiveAt": {
+						SchemaProps: spec.SchemaProps{
+							Description: "EffectiveAt is the exact time of a subject revocation: tokens of the subject issued at or before it are refused. (creationTimestamp has whole seconds only.)",
+							Ref:         ref(metav1.MicroTime{}.OpenAPIModelName()),
+						},
+					},
 				},
 			},
 		},
 		Dependencies: []string{
-			metav1.Time{}.OpenAPIModelName()},
+			metav1.MicroTime{}.OpenAPIModelName(), metav1.Time{}.OpenAPIModelName()},
 	}
 }
 

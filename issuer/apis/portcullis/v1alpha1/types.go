@@ -39,6 +39,10 @@ type RevocationStatus struct {
 	RevokedBy string `json:"revokedBy,omitempty"`
 	// ExpiresAt is when a jti revocation is dropped: its token is dead by then.
 	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+	// EffectiveAt is the exact time of a subject revocation: tokens of the
+	// subject issued at or before it are refused. (creationTimestamp has
+	// whole seconds only.)
+	EffectiveAt *metav1.MicroTime `json:"effectiveAt,omitempty"`
 }
 
 // RevocationList is a list of Revocations.
@@ -58,6 +62,9 @@ func (r *Revocation) DeepCopyInto(out *Revocation) {
 	out.Status = r.Status
 	if r.Status.ExpiresAt != nil {
 		out.Status.ExpiresAt = r.Status.ExpiresAt.DeepCopy()
+	}
+	if r.Status.EffectiveAt != nil {
+		out.Status.EffectiveAt = r.Status.EffectiveAt.DeepCopy()
 	}
 }
 
