@@ -60,7 +60,15 @@ const (
 	ReasonRecordExpired  Reason = "record_expired"
 	ReasonRevoked        Reason = "revoked"
 	ReasonDisabled       Reason = "disabled"
+	ReasonBindingGone    Reason = "binding_gone"
 )
+
+// Bindings tells whether the object a token is bound to still exists with
+// the uid the token names (cluster-connected mode). An error means it
+// cannot tell yet (not synced): the review is then undecided.
+type Bindings interface {
+	Exists(b *store.BoundObject) (bool, error)
+}
 
 // Result is the outcome of a review that could be decided.
 type Result struct {
@@ -89,6 +97,8 @@ type VerifierOptions struct {
 	Clock clock.PassiveClock
 	// Logger gets the reasons for refusals at debug level.
 	Logger *slog.Logger
+	// Bindings, when set, checks bound objects (cluster-connected mode).
+	Bindings Bindings
 }
 
 // Verifier checks tokens: signature, claims, then the exact store state.
@@ -250,6 +260,15 @@ func (v *Verifier) review(ctx context.Context, token string, requested []string)
 		res.Reason = ReasonRecordExpired
 		return res, nil
 	}
+	if rec.Binding != nil && v.opts.Bindings != nil {
+		switch ok, err := v.opts.Bindings.Exists(rec.Binding); {
+		case err != nil:
+			return res, fmt.Errorf("authn: bound object: %w", err)
+		case !ok:
+			res.Reason = ReasonBindingGone
+			return res, nil
+		}
+	}
 	if rec.User != nil && rec.User.Disabled {
 		res.Reason = ReasonDisabled
 		return res, nil
@@ -337,7 +356,7 @@ func (v *Verifier) verify(token string) (*cache.Verified, Reason) {
 		vt.Stateless = true
 		vt.Record = &store.Record{
 			JTI: p.ID, Kind: store.Kind(p.Private.Kind), Subject: p.Subject, Groups: p.Private.Groups, Extra: p.Private.Extra,
-			Audiences: p.Audience, KeyID: key.ID, IssuedAt: issued, ExpiresAt: vt.Expiry,
+			Audiences: p.Audience, KeyID: key.ID, IssuedAt: issued, ExpiresAt: vt.Expiry, Binding: p.Private.Binding,
 		}
 	}
 	return vt, ""

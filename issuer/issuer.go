@@ -63,6 +63,9 @@ type StatelessClaims struct {
 	IssuedAt  string              `json:"issuedAt,omitempty"` // RFC 3339 with nanoseconds, for "not before" marks
 	Groups    []string            `json:"groups,omitempty"`
 	Extra     map[string][]string `json:"extra,omitempty"`
+	// Binding is the object the token is bound to; the verifier checks it
+	// still exists with this uid (cluster-connected mode).
+	Binding *store.BoundObject `json:"binding,omitempty"`
 }
 
 // Token is a minted token and what was recorded about it.
@@ -154,6 +157,9 @@ func (m *Minter) Mint(ctx context.Context, req Request) (*Token, error) {
 		private["groups"] = req.Groups
 		if len(req.Extra) > 0 {
 			private["extra"] = req.Extra
+		}
+		if req.Binding != nil {
+			private["binding"] = req.Binding
 		}
 	}
 	var kube any

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
@@ -61,6 +62,9 @@ type Options struct {
 	// the token works at kube-apiserver, and the VNC audience for proxies.
 	APIAudiences []string
 	Audience     string
+	// Cluster, when set, is cluster-connected mode: the VM must exist and
+	// tokens are bound to its <vm>-vnc-access ServiceAccount.
+	Cluster Cluster
 }
 
 // REST is the virtualmachines/vnc subresource.
@@ -163,6 +167,22 @@ func (r *REST) mint(ctx context.Context, w http.ResponseWriter, req *http.Reques
 		writeStatus(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, err.Error())
 		return
 	}
+	saClaim := map[string]string{"name": ServiceAccountName(vm)}
+	var binding *store.BoundObject
+	if r.opts.Cluster != nil {
+		uid, err := r.opts.Cluster.EnsureVMAccess(ctx, ns, vm)
+		switch {
+		case apierrors.IsNotFound(err):
+			writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound, fmt.Sprintf("VirtualMachine does not exist: %v", err))
+			return
+		case err != nil:
+			writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, fmt.Sprintf("error creating resources: %v", err))
+			return
+		}
+		saClaim["uid"] = uid
+		// Bound to the ServiceAccount: deleting it revokes the VM's tokens.
+		binding = &store.BoundObject{APIVersion: "v1", Kind: "ServiceAccount", Namespace: ns, Name: ServiceAccountName(vm), UID: uid}
+	}
 	auds := append(append([]string{}, r.opts.APIAudiences...), r.opts.Audience)
 	tok, err := r.minter.Mint(ctx, issuer.Request{
 		Kind:      store.KindVNC,
@@ -171,13 +191,11 @@ func (r *REST) mint(ctx context.Context, w http.ResponseWriter, req *http.Reques
 		Extra:     map[string][]string{ExtraVMNamespace: {ns}, ExtraVMName: {vm}},
 		Audiences: auds,
 		Lifetime:  d,
-		Binding:   &store.BoundObject{APIVersion: "kubevirt.io/v1", Kind: "VirtualMachine", Name: vm},
+		Binding:   binding,
 		// Revoked per VM (a mark on its identity) or by key, never one by
 		// one: no store write per token.
 		Stateless: true,
-		Claims: map[string]any{"kubernetes.io": map[string]any{
-			"namespace": ns, "serviceaccount": map[string]string{"name": ServiceAccountName(vm)},
-		}},
+		Claims:    map[string]any{"kubernetes.io": map[string]any{"namespace": ns, "serviceaccount": saClaim}},
 	})
 	if err != nil {
 		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, fmt.Sprintf("failed to request token: %v", err))

@@ -193,6 +193,23 @@ func (c *cluster) registerAggregation(api *kubeAPIServer) {
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	// KubeVirt's VirtualMachine, as far as Portcullis looks at it: a CRD.
+	c.apply(api, `apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: virtualmachines.kubevirt.io}
+spec:
+  group: kubevirt.io
+  names: {kind: VirtualMachine, plural: virtualmachines, singular: virtualmachine, shortNames: [vm]}
+  scope: Namespaced
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
+`)
+	if _, err := c.kubectl(api, adminToken, "wait", "--for", "condition=established", "--timeout", "60s", "crd/virtualmachines.kubevirt.io"); err != nil {
+		c.t.Fatal(err)
+	}
 	c.apply(api, `apiVersion: v1
 kind: Namespace
 metadata: {name: vms}
@@ -241,6 +258,42 @@ spec:
   versionPriority: 10
   caBundle: `+base64.StdEncoding.EncodeToString(ca)+`
   service: {name: portcullis, namespace: portcullis, port: `+itoa(c.portcullis.securePort)+`}
+---
+apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata: {name: fedora, namespace: vms}
+spec: {running: false}
+---
+apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata: {name: centos, namespace: vms}
+spec: {running: false}
+---
+# Portcullis in cluster-connected mode: look VMs up, give each its
+# <vm>-vnc-access ServiceAccount, Role and RoleBinding, watch them. It may
+# only grant the Role's rule because it holds it itself (RBAC escalation).
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: portcullis:vnc}
+rules:
+- apiGroups: [kubevirt.io]
+  resources: [virtualmachines]
+  verbs: [get]
+- apiGroups: [""]
+  resources: [serviceaccounts]
+  verbs: [get, list, watch, create]
+- apiGroups: [rbac.authorization.k8s.io]
+  resources: [roles, rolebindings]
+  verbs: [get, create]
+- apiGroups: [subresources.kubevirt.io]
+  resources: [virtualmachineinstances/vnc]
+  verbs: [get]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: portcullis:vnc}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: portcullis:vnc}
+subjects: [{kind: User, name: portcullis}]
 ---
 # Who may mint VNC tokens: alice, for the VMs of namespace vms.
 apiVersion: rbac.authorization.k8s.io/v1

@@ -223,6 +223,57 @@ func TestKubeAPIServer(t *testing.T) {
 		}
 	})
 
+	t.Run("VNC tokens in cluster-connected mode: the VM, its ServiceAccount, revocation by deleting it", func(t *testing.T) {
+		vncKubeconfig := c.kubeconfig(v1, aliceToken)
+		mintVNC := func(vm string) (string, error) {
+			var out strings.Builder
+			err := runTo(&out, portcullisBin, "vnc", "--kubeconfig", vncKubeconfig, "vms/"+vm, "--duration", "1h")
+			return strings.TrimSpace(out.String()), err
+		}
+		if _, err := mintVNC("ghost"); err == nil || !strings.Contains(err.Error(), "VirtualMachine does not exist") {
+			t.Fatalf("a VM that does not exist: %v, want 404", err)
+		}
+		fedora, err := mintVNC("fedora")
+		if err != nil {
+			t.Fatal(err)
+		}
+		centos, err := mintVNC("centos")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, kind := range []string{"serviceaccount", "role", "rolebinding"} {
+			out, err := c.kubectl(v1, adminToken, "get", kind, "-n", "vms", "fedora-vnc-access", "-o", "jsonpath={.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}")
+			if err != nil || out != "VirtualMachine/fedora" {
+				t.Fatalf("%s fedora-vnc-access: owner %q, %v; want VirtualMachine/fedora", kind, out, err)
+			}
+		}
+		// The seed's revocation: delete the ServiceAccount.
+		if _, err := c.kubectl(v1, adminToken, "delete", "serviceaccount", "--namespace", "vms", "fedora-vnc-access"); err != nil {
+			t.Fatal(err)
+		}
+		var refused bool
+		for range 40 {
+			if _, err := whoami(v1, fedora); err != nil && strings.Contains(err.Error(), "Unauthorized") {
+				refused = true
+				break
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+		if !refused {
+			t.Fatal("fedora's token still authenticates after its ServiceAccount was deleted")
+		}
+		if out, err := whoami(v1, centos); err != nil || !strings.Contains(out, "centos-vnc-access") {
+			t.Fatalf("centos' token after fedora's revocation: %q %v", out, err)
+		}
+		again, err := mintVNC("fedora")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := whoami(v1, again); err != nil || !strings.Contains(out, "fedora-vnc-access") {
+			t.Fatalf("a new fedora token (ServiceAccount recreated): %q %v", out, err)
+		}
+	})
+
 	t.Run("aggregation layer: discovery, caller identity and RBAC", func(t *testing.T) {
 		out, err := c.kubectl(v1, adminToken, "get", "--raw", "/apis/portcullis.dev/v1alpha1")
 		if err != nil || !strings.Contains(out, `"revocations"`) {

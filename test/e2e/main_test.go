@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -92,6 +93,19 @@ func runQuiet(name string, args ...string) (string, error) {
 		return out.String(), fmt.Errorf("%s: %w: %s", filepath.Base(name), err, errOut.String())
 	}
 	return out.String(), nil
+}
+
+// runTo runs a command with stdout to out; the error carries stderr.
+func runTo(out io.Writer, name string, args ...string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, name, args...)
+	var errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = out, &errOut
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s: %w: %s", filepath.Base(name), err, errOut.String())
+	}
+	return nil
 }
 
 // process is a started child process, stopped by PID.

@@ -12,10 +12,15 @@ import (
 	"time"
 
 	"golang.org/x/sync/errgroup"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/server/dynamiccertificates"
 	"k8s.io/apiserver/pkg/server/healthz"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
@@ -38,19 +43,21 @@ const storeLockTimeout = 10 * time.Second
 
 // Server is a running Portcullis: webhook, issuer and their shared parts.
 type Server struct {
-	cfg      *config.Config
-	log      *slog.Logger
-	clock    clock.PassiveClock
-	store    store.Store
-	cache    *cache.Cache
-	ring     *keys.Ring
-	keys     *keys.Manager
-	cert     *servingCert
-	clientCA *dynamiccertificates.DynamicFileCAContent
-	webhook  *http.Server
-	issuer   *server.Server
-	webhookL net.Listener
-	issuerL  net.Listener
+	cfg   *config.Config
+	log   *slog.Logger
+	clock clock.PassiveClock
+	store store.Store
+	cache *cache.Cache
+	ring  *keys.Ring
+	// informers watch the cluster in cluster-connected mode (nil standalone).
+	informers informers.SharedInformerFactory
+	keys      *keys.Manager
+	cert      *servingCert
+	clientCA  *dynamiccertificates.DynamicFileCAContent
+	webhook   *http.Server
+	issuer    *server.Server
+	webhookL  net.Listener
+	issuerL   net.Listener
 }
 
 // NewServer opens the store, loads the key ring and the revocation index,
@@ -88,8 +95,16 @@ func NewServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 		return nil, err
 	}
 	minter := issuer.NewMinter(cfg.Issuer, s.ring, s.cache, clk, random)
+	kube, err := kubeClients(cfg)
+	if err != nil {
+		return nil, err
+	}
+	var bindings authn.Bindings
+	if kube != nil {
+		s.informers, bindings = s.watchVNCAccess(kube.client, log)
+	}
 	verifier := authn.NewVerifier(s.ring, s.cache, authn.VerifierOptions{
-		Issuer: cfg.Issuer, APIAudiences: cfg.APIAudiences, Clock: clk, Logger: log.With("component", "verifier"),
+		Issuer: cfg.Issuer, APIAudiences: cfg.APIAudiences, Clock: clk, Logger: log.With("component", "verifier"), Bindings: bindings,
 	})
 
 	if s.cert, err = newServingCert(cfg.TLS.CertFile, cfg.TLS.PrivateKeyFile); err != nil {
@@ -119,9 +134,14 @@ func NewServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 	if s.issuerL, err = net.Listen("tcp", net.JoinHostPort(cfg.BindAddress, strconv.Itoa(cfg.SecurePort))); err != nil {
 		return nil, fmt.Errorf("serve: issuer listener: %w", err)
 	}
-	kube, err := kubeClient(cfg)
-	if err != nil {
-		return nil, err
+	vncOpts := vnc.Options{
+		MinDuration: cfg.VNC.MinDuration.Duration, MaxDuration: cfg.VNC.MaxDuration.Duration,
+		APIAudiences: cfg.APIAudiences, Audience: cfg.VNC.Audience,
+	}
+	var kubeClient kubernetes.Interface
+	if kube != nil {
+		kubeClient = kube.client
+		vncOpts.Cluster = vnc.KubeCluster{Client: kube.client, Dynamic: kube.dynamic}
 	}
 	s.issuer, err = server.New(server.Options{
 		Listener:     s.issuerL,
@@ -136,7 +156,7 @@ func NewServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 			GroupHeaders:        cfg.RequestHeader.GroupHeaders,
 			ExtraHeaderPrefixes: cfg.RequestHeader.ExtraHeaderPrefixes,
 		},
-		Kube:               kube,
+		Kube:               kubeClient,
 		APIAudiences:       cfg.APIAudiences,
 		AdminGroups:        cfg.AdminGroups,
 		TokenAuthenticator: verifier,
@@ -144,13 +164,10 @@ func NewServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 		TokenRequest:       tokenrequest.Options{APIAudiences: cfg.APIAudiences, MaxExpiration: cfg.MaxTokenExpiration.Duration},
 		Revoker:            s.cache,
 		Keys:               s.keys,
-		VNC: vnc.Options{
-			MinDuration: cfg.VNC.MinDuration.Duration, MaxDuration: cfg.VNC.MaxDuration.Duration,
-			APIAudiences: cfg.APIAudiences, Audience: cfg.VNC.Audience,
-		},
-		Records:    s.cache,
-		Issuer:     cfg.Issuer,
-		UserTokens: userTokens(cfg, s.cache),
+		VNC:                vncOpts,
+		Records:            s.cache,
+		Issuer:             cfg.Issuer,
+		UserTokens:         userTokens(cfg, s.cache),
 		UserTokenOptions: tokens.Options{
 			MaxTTL: cfg.UserTokens.MaxTTL.Duration, MaxPerUser: cfg.UserTokens.MaxPerUser, APIAudiences: cfg.APIAudiences,
 		},
@@ -174,14 +191,56 @@ func userTokens(cfg *config.Config, c *cache.Cache) tokens.Records {
 	return c
 }
 
-// kubeClient is the client of cluster-connected mode, nil when standalone.
-func kubeClient(cfg *config.Config) (kubernetes.Interface, error) {
+// kube is the clients of cluster-connected mode.
+type kube struct {
+	client  kubernetes.Interface
+	dynamic dynamic.Interface
+}
+
+// kubeClients returns the clients of cluster-connected mode, nil when standalone.
+func kubeClients(cfg *config.Config) (*kube, error) {
 	rc, err := cfg.RESTConfig()
 	if err != nil || rc == nil {
 		return nil, err
 	}
 	rc.UserAgent = "portcullis/" + Version
-	return kubernetes.NewForConfig(rc)
+	c, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	d, err := dynamic.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	return &kube{client: c, dynamic: d}, nil
+}
+
+// watchVNCAccess watches the <vm>-vnc-access ServiceAccounts Portcullis
+// created. The verifier checks VNC tokens against it (deleted or recreated:
+// refused), and each deletion is also written as a durable "not before"
+// mark on the VM's identity, so offline verifiers watching revocations
+// learn of it too.
+func (s *Server) watchVNCAccess(client kubernetes.Interface, log *slog.Logger) (informers.SharedInformerFactory, authn.Bindings) {
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+		o.LabelSelector = vnc.ManagedByLabel + "=portcullis"
+	}))
+	sas := factory.Core().V1().ServiceAccounts()
+	_, _ = sas.Informer().AddEventHandler(toolscache.ResourceEventHandlerFuncs{DeleteFunc: func(obj any) {
+		if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+			obj = tomb.Obj
+		}
+		sa, ok := obj.(*corev1.ServiceAccount)
+		if !ok {
+			return
+		}
+		subject := "system:serviceaccount:" + sa.Namespace + ":" + sa.Name
+		rev := &store.Revocation{Name: "sa-" + string(sa.UID), UID: string(sa.UID), Scope: store.ScopeSubject, Target: subject,
+			Reason: "ServiceAccount deleted", RevokedBy: "portcullis", Created: s.clock.Now()}
+		if err := s.cache.Revoke(context.Background(), rev); err != nil && !errors.Is(err, store.ErrExists) {
+			log.Error("recording the deletion of a VNC ServiceAccount failed", "serviceaccount", sa.Namespace+"/"+sa.Name, "err", err)
+		}
+	}})
+	return factory, authn.ServiceAccountBindings{Lister: sas.Lister(), Synced: sas.Informer().HasSynced}
 }
 
 // WebhookAddr is where the webhook listens.
@@ -241,6 +300,10 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { s.purgeLoop(ctx); return nil })
 	g.Go(func() error { s.touchLoop(ctx); return nil })
 	g.Go(func() error { s.keys.Run(ctx, keyStepInterval); return nil })
+	if s.informers != nil {
+		s.informers.Start(ctx.Done())
+		defer s.informers.Shutdown()
+	}
 	s.log.Info("serving", "webhook", s.WebhookAddr().String(), "issuer", s.IssuerAddr().String())
 	return g.Wait()
 }
