@@ -3,9 +3,32 @@
 package testutil
 
 import (
+	"bytes"
 	"net"
+	"sync"
 	"testing"
 )
+
+// Buffer is a bytes.Buffer safe for concurrent writers, for capturing the
+// logs of servers and processes under test.
+type Buffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+// Write implements io.Writer.
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns everything written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
 
 // FreePorts returns n TCP ports on 127.0.0.1 that were free a moment ago,
 // for servers that must be told their port before they start.

@@ -214,15 +214,7 @@ func rawSign(tb testing.TB, dir string, n int) float64 {
 // does (stateless: no store write), without HTTP.
 func vncCoreMints(tb testing.TB, e *env, n int) float64 {
 	tb.Helper()
-	ringKeys, err := keys.LoadDir(e.cfg.KeysDir)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ring, err := keys.NewRing(ringKeys)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	m := issuer.NewMinter(e.cfg.Issuer, ring, nil, clock.RealClock{}, rand.Reader)
+	m := issuer.NewMinter(e.cfg.Issuer, loadRing(tb, e.cfg.KeysDir), nil, clock.RealClock{}, rand.Reader)
 	rate, _ := runLoad(n, concurrency, func(int) error {
 		_, err := m.Mint(context.Background(), issuer.Request{
 			Kind: store.KindVNC, Subject: "system:serviceaccount:vms:vm-vnc-access",

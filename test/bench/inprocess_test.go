@@ -20,14 +20,7 @@ func inProcessUncached(tb testing.TB, e *env, tokens []string) float64 {
 	tb.Helper()
 	e.stop()
 	defer e.start(tb)
-	ringKeys, err := keys.LoadDir(e.cfg.KeysDir)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	ring, err := keys.NewRing(ringKeys)
-	if err != nil {
-		tb.Fatal(err)
-	}
+	ring := loadRing(tb, e.cfg.KeysDir)
 	st, err := bolt.Open(e.cfg.Store.Path, time.Second)
 	if err != nil {
 		tb.Fatal(err)
@@ -62,3 +55,17 @@ func errNotAuthenticated(reason authn.Reason, err error) error {
 type notAuthenticated struct{ reason authn.Reason }
 
 func (e *notAuthenticated) Error() string { return "not authenticated: " + string(e.reason) }
+
+// loadRing loads the key ring of an init directory's keys folder.
+func loadRing(tb testing.TB, dir string) *keys.Ring {
+	tb.Helper()
+	ringKeys, err := keys.LoadDir(dir)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ring, err := keys.NewRing(ringKeys)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ring
+}

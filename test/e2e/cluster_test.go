@@ -8,6 +8,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"os"
 	"path/filepath"
@@ -225,39 +226,7 @@ spec:
   type: ExternalName
   externalName: localhost
   ports: [{name: https, port: `+itoa(c.portcullis.securePort)+`}]
----
-apiVersion: apiregistration.k8s.io/v1
-kind: APIService
-metadata: {name: v1alpha1.portcullis.dev}
-spec:
-  group: portcullis.dev
-  version: v1alpha1
-  groupPriorityMinimum: 1000
-  versionPriority: 15
-  caBundle: `+base64.StdEncoding.EncodeToString(ca)+`
-  service: {name: portcullis, namespace: portcullis, port: `+itoa(c.portcullis.securePort)+`}
----
-apiVersion: apiregistration.k8s.io/v1
-kind: APIService
-metadata: {name: v1.ext.cattle.io}
-spec:
-  group: ext.cattle.io
-  version: v1
-  groupPriorityMinimum: 1000
-  versionPriority: 15
-  caBundle: `+base64.StdEncoding.EncodeToString(ca)+`
-  service: {name: portcullis, namespace: portcullis, port: `+itoa(c.portcullis.securePort)+`}
----
-apiVersion: apiregistration.k8s.io/v1
-kind: APIService
-metadata: {name: v1.token.kubevirt.io}
-spec:
-  group: token.kubevirt.io
-  version: v1
-  groupPriorityMinimum: 2000
-  versionPriority: 10
-  caBundle: `+base64.StdEncoding.EncodeToString(ca)+`
-  service: {name: portcullis, namespace: portcullis, port: `+itoa(c.portcullis.securePort)+`}
+`+c.apiServices(ca)+`
 ---
 apiVersion: kubevirt.io/v1
 kind: VirtualMachine
@@ -347,7 +316,8 @@ metadata: {name: portcullis:revoker:alice}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: portcullis:revoker}
 subjects: [{kind: User, name: alice}]
 `)
-	for _, apiService := range []string{"v1alpha1.portcullis.dev", "v1.ext.cattle.io", "v1.token.kubevirt.io"} {
+	for _, g := range aggregatedGroups {
+		apiService := g.version + "." + g.group
 		for range 300 {
 			out, _ := c.kubectlQuiet(api, adminToken, "get", "apiservice", apiService, "-o", `jsonpath={.status.conditions[?(@.type=="Available")].status}`)
 			if out == "True" {
@@ -367,6 +337,38 @@ subjects: [{kind: User, name: alice}]
 	}
 	out, _ := c.kubectlQuiet(api, adminToken, "get", "apiservice", "v1alpha1.portcullis.dev", "-o", "yaml")
 	c.t.Fatalf("APIService never became available:\n%s", out)
+}
+
+// aggregatedGroups are Portcullis' API groups behind the aggregation layer,
+// with the priorities their upstream APIServices use.
+var aggregatedGroups = []struct {
+	group, version             string
+	groupPriority, versionPrio int
+}{
+	{"portcullis.dev", "v1alpha1", 1000, 15},
+	{"ext.cattle.io", "v1", 1000, 15},
+	{"token.kubevirt.io", "v1", 2000, 10},
+}
+
+// apiServices is an APIService per aggregated group, all pointing at the
+// issuer through the ExternalName Service.
+func (c *cluster) apiServices(ca []byte) string {
+	var b strings.Builder
+	for _, g := range aggregatedGroups {
+		fmt.Fprintf(&b, `---
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata: {name: %s.%s}
+spec:
+  group: %s
+  version: %s
+  groupPriorityMinimum: %d
+  versionPriority: %d
+  caBundle: %s
+  service: {name: portcullis, namespace: portcullis, port: %d}
+`, g.version, g.group, g.group, g.version, g.groupPriority, g.versionPrio, base64.StdEncoding.EncodeToString(ca), c.portcullis.securePort)
+	}
+	return b.String()
 }
 
 func (c *cluster) writeFrontProxyPKI() {

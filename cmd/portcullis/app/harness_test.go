@@ -29,24 +29,6 @@ import (
 	"portcullis.dev/portcullis/internal/testutil"
 )
 
-// syncBuffer collects logs from many goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // harness is a real Portcullis (init + serve) on loopback ports, with its
 // logs captured at debug level.
 type harness struct {
@@ -54,7 +36,7 @@ type harness struct {
 	dir    string
 	cfg    *config.Config
 	srv    *Server
-	logs   *syncBuffer
+	logs   *testutil.Buffer
 	cancel context.CancelFunc
 	done   chan error
 
@@ -79,7 +61,7 @@ func initDir(t *testing.T) string {
 
 func startServer(t *testing.T, mutate func(*config.Config)) *harness {
 	t.Helper()
-	h := &harness{t: t, dir: initDir(t), logs: &syncBuffer{}, done: make(chan error, 1)}
+	h := &harness{t: t, dir: initDir(t), logs: &testutil.Buffer{}, done: make(chan error, 1)}
 	cfg, err := config.Load(filepath.Join(h.dir, ConfigFile))
 	if err != nil {
 		t.Fatal(err)
