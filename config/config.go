@@ -30,6 +30,7 @@ const (
 // Store types.
 const (
 	StoreBolt = "bbolt"
+	StoreEtcd = "etcd"
 )
 
 // Config is the whole configuration of `portcullis serve`.
@@ -124,6 +125,14 @@ type Store struct {
 	Type string `json:"type"`
 	// Path is the bbolt file.
 	Path string `json:"path,omitempty"`
+	// Endpoints are the etcd cluster's client URLs.
+	Endpoints []string `json:"endpoints,omitempty"`
+	// Prefix is put before every etcd key (default /portcullis/).
+	Prefix string `json:"prefix,omitempty"`
+	// TLS of the etcd client: CA, client certificate and key files.
+	CAFile   string `json:"caFile,omitempty"`
+	CertFile string `json:"certFile,omitempty"`
+	KeyFile  string `json:"keyFile,omitempty"`
 }
 
 // Cache bounds the ristretto caches and the staleness of cached records.
@@ -235,8 +244,13 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.KeyRotation.Algorithm, "key-algorithm", c.KeyRotation.Algorithm, "Algorithm of new signing keys: ES256, EdDSA or RS256.")
 	fs.DurationVar(&c.KeyRotation.PropagationDelay.Duration, "key-propagation-delay", c.KeyRotation.PropagationDelay.Duration, "How long a new key is published in the JWKS before it signs.")
 	fs.DurationVar(&c.KeyRotation.Period.Duration, "key-rotation-period", c.KeyRotation.Period.Duration, "Rotate the signing key when it is this old (0: only by hand).")
-	fs.StringVar(&c.Store.Type, "store-type", c.Store.Type, "Store backend: bbolt.")
+	fs.StringVar(&c.Store.Type, "store-type", c.Store.Type, "Store backend: bbolt (one replica) or etcd (several).")
 	fs.StringVar(&c.Store.Path, "store-path", c.Store.Path, "bbolt file of the store.")
+	fs.StringSliceVar(&c.Store.Endpoints, "etcd-servers", c.Store.Endpoints, "etcd client URLs, with --store-type=etcd.")
+	fs.StringVar(&c.Store.Prefix, "etcd-prefix", c.Store.Prefix, "Prefix of every etcd key.")
+	fs.StringVar(&c.Store.CAFile, "etcd-cafile", c.Store.CAFile, "CA of the etcd servers' certificates.")
+	fs.StringVar(&c.Store.CertFile, "etcd-certfile", c.Store.CertFile, "Client certificate for etcd.")
+	fs.StringVar(&c.Store.KeyFile, "etcd-keyfile", c.Store.KeyFile, "Client key for etcd.")
 	fs.Int64Var(&c.Cache.MaxEntries, "cache-max-entries", c.Cache.MaxEntries, "Entries each review cache may hold.")
 	fs.DurationVar(&c.Cache.Staleness.Duration, "cache-staleness", c.Cache.Staleness.Duration, "How long a cached record is used before the store is asked again.")
 	fs.DurationVar(&c.PurgeInterval.Duration, "purge-interval", c.PurgeInterval.Duration, "How often expired records are purged.")
@@ -290,7 +304,8 @@ func Load(path string) (*Config, error) {
 }
 
 func (c *Config) resolvePaths(dir string) {
-	for _, p := range []*string{&c.TLS.CertFile, &c.TLS.PrivateKeyFile, &c.TLS.ClientCAFile, &c.KeysDir, &c.Store.Path, &c.Kubeconfig, &c.RequestHeader.ClientCAFile} {
+	for _, p := range []*string{&c.TLS.CertFile, &c.TLS.PrivateKeyFile, &c.TLS.ClientCAFile, &c.KeysDir, &c.Store.Path, &c.Kubeconfig, &c.RequestHeader.ClientCAFile,
+		&c.Store.CAFile, &c.Store.CertFile, &c.Store.KeyFile} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}
@@ -369,8 +384,15 @@ func (c *Config) Validate() error {
 		if c.Store.Path == "" {
 			bad("store-path", "is required for the bbolt store")
 		}
+	case StoreEtcd:
+		if len(c.Store.Endpoints) == 0 {
+			bad("etcd-servers", "at least one endpoint is required for the etcd store")
+		}
+		if (c.Store.CertFile == "") != (c.Store.KeyFile == "") {
+			bad("etcd-certfile", "give --etcd-certfile and --etcd-keyfile together")
+		}
 	default:
-		bad("store-type", "%q is not a store type (supported: %s)", c.Store.Type, StoreBolt)
+		bad("store-type", "%q is not a store type (supported: %s, %s)", c.Store.Type, StoreBolt, StoreEtcd)
 	}
 	if c.Cache.MaxEntries <= 0 {
 		bad("cache-max-entries", "must be positive")

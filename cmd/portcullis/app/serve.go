@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/sync/errgroup"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -35,6 +37,7 @@ import (
 	"portcullis.dev/portcullis/keys"
 	"portcullis.dev/portcullis/store"
 	"portcullis.dev/portcullis/store/bolt"
+	etcdstore "portcullis.dev/portcullis/store/etcd"
 )
 
 // storeLockTimeout is how long serve waits for another process to let go of
@@ -84,7 +87,7 @@ func NewServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 		Dir: cfg.KeysDir, Algorithm: alg, PropagationDelay: cfg.KeyRotation.PropagationDelay.Duration,
 		RotationPeriod: cfg.KeyRotation.Period.Duration, Clock: clk, Rand: random, Logger: log.With("component", "keys"),
 	})
-	if s.store, err = bolt.Open(cfg.Store.Path, storeLockTimeout); err != nil {
+	if s.store, err = openStore(cfg.Store); err != nil {
 		return nil, err
 	}
 	s.cache, err = cache.New(s.store, cache.Options{MaxEntries: cfg.Cache.MaxEntries, RecordTTL: cfg.Cache.Staleness.Duration, Clock: clk, Rand: random})
@@ -189,6 +192,23 @@ func userTokens(cfg *config.Config, c *cache.Cache) tokens.Records {
 		return nil
 	}
 	return c
+}
+
+// openStore opens the configured store backend.
+func openStore(c config.Store) (store.Store, error) {
+	if c.Type != config.StoreEtcd {
+		return bolt.Open(c.Path, storeLockTimeout)
+	}
+	cfg := clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 10 * time.Second}
+	if c.CAFile != "" || c.CertFile != "" {
+		tlsInfo := transport.TLSInfo{TrustedCAFile: c.CAFile, CertFile: c.CertFile, KeyFile: c.KeyFile}
+		tlsCfg, err := tlsInfo.ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("serve: etcd TLS: %w", err)
+		}
+		cfg.TLS = tlsCfg
+	}
+	return etcdstore.Dial(cfg, c.Prefix)
 }
 
 // kube is the clients of cluster-connected mode.

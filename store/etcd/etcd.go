@@ -1,0 +1,410 @@
+// Package etcd is the store backend for several replicas: the revocation and
+// TTL store on an etcd v3 cluster. Every write is one transaction, committed
+// by a quorum of the cluster before it returns.
+package etcd
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"portcullis.dev/portcullis/store"
+)
+
+// Store is a store.Store on etcd. Keys under Prefix:
+//
+//	records/<jti>           the record (JSON)
+//	names/<name>            the jti of the user token named name
+//	expiry/<hex ns>/<jti>   an index of records by expiry, for PurgeExpired
+//	revocations/<name>      the revocation (JSON)
+type Store struct {
+	client *clientv3.Client
+	prefix string
+	// ownClient is closed by Close.
+	ownClient bool
+	closed    atomic.Bool
+}
+
+// open fails once Close was called, as the Store contract asks.
+func (s *Store) open() error {
+	if s.closed.Load() {
+		return store.ErrClosed
+	}
+	return nil
+}
+
+var _ store.Store = (*Store)(nil)
+
+// Config configures the backend.
+type Config struct {
+	// Client is an etcd client; the store does not close it.
+	Client *clientv3.Client
+	// Prefix is put before every key, so several installations can share a
+	// cluster (default "/portcullis/").
+	Prefix string
+}
+
+// New returns a store on cfg.Client.
+func New(cfg Config) *Store {
+	if cfg.Prefix == "" {
+		cfg.Prefix = "/portcullis/"
+	}
+	return &Store{client: cfg.Client, prefix: cfg.Prefix}
+}
+
+// Dial connects to endpoints and returns a store that closes the client on Close.
+func Dial(cfg clientv3.Config, prefix string) (*Store, error) {
+	c, err := clientv3.New(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("etcd: %w", err)
+	}
+	s := New(Config{Client: c, Prefix: prefix})
+	s.ownClient = true
+	return s, nil
+}
+
+func (s *Store) recordKey(jti string) string { return s.prefix + "records/" + jti }
+func (s *Store) nameKey(name string) string  { return s.prefix + "names/" + name }
+func (s *Store) revKey(name string) string   { return s.prefix + "revocations/" + name }
+func (s *Store) expiryPrefix() string        { return s.prefix + "expiry/" }
+
+// expiryKey orders records by expiry: the time as 16 hex digits sorts as
+// the time does.
+func (s *Store) expiryKey(t time.Time, jti string) string {
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], uint64(t.UnixNano()))
+	return s.expiryPrefix() + hex.EncodeToString(b[:]) + "/" + jti
+}
+
+// putRecordOps are the writes that store r (its record and indexes).
+func (s *Store) putRecordOps(r *store.Record) ([]clientv3.Op, error) {
+	data, err := json.Marshal(r)
+	if err != nil {
+		return nil, fmt.Errorf("etcd: encode record: %w", err)
+	}
+	ops := []clientv3.Op{
+		clientv3.OpPut(s.recordKey(r.JTI), string(data)),
+		clientv3.OpPut(s.expiryKey(r.ExpiresAt, r.JTI), ""),
+	}
+	if r.User != nil {
+		ops = append(ops, clientv3.OpPut(s.nameKey(r.User.Name), r.JTI))
+	}
+	return ops, nil
+}
+
+// CreateRecord implements store.Store.
+func (s *Store) CreateRecord(ctx context.Context, r *store.Record) error {
+	if err := s.open(); err != nil {
+		return err
+	}
+	ops, err := s.putRecordOps(r)
+	if err != nil {
+		return err
+	}
+	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(s.recordKey(r.JTI)), "=", 0)}
+	if r.User != nil {
+		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(s.nameKey(r.User.Name)), "=", 0))
+	}
+	resp, err := s.client.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	if err != nil {
+		return fmt.Errorf("etcd: create record: %w", err)
+	}
+	if !resp.Succeeded {
+		return fmt.Errorf("etcd: record %q: %w", r.JTI, store.ErrExists)
+	}
+	return nil
+}
+
+// get reads one JSON value; ErrNotFound when absent. It returns the key's
+// mod revision for compare-and-swap.
+func (s *Store) get(ctx context.Context, key string, into any) (int64, error) {
+	resp, err := s.client.Get(ctx, key)
+	if err != nil {
+		return 0, fmt.Errorf("etcd: get: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return 0, store.ErrNotFound
+	}
+	if err := json.Unmarshal(resp.Kvs[0].Value, into); err != nil {
+		return 0, fmt.Errorf("etcd: decode %s: %w", key, err)
+	}
+	return resp.Kvs[0].ModRevision, nil
+}
+
+// GetRecord implements store.Store.
+func (s *Store) GetRecord(ctx context.Context, jti string) (*store.Record, error) {
+	if err := s.open(); err != nil {
+		return nil, err
+	}
+	r := new(store.Record)
+	if _, err := s.get(ctx, s.recordKey(jti), r); err != nil {
+		return nil, fmt.Errorf("etcd: record %q: %w", jti, err)
+	}
+	return r, nil
+}
+
+// GetRecordByName implements store.Store.
+func (s *Store) GetRecordByName(ctx context.Context, name string) (*store.Record, error) {
+	if err := s.open(); err != nil {
+		return nil, err
+	}
+	resp, err := s.client.Get(ctx, s.nameKey(name))
+	if err != nil {
+		return nil, fmt.Errorf("etcd: get: %w", err)
+	}
+	if len(resp.Kvs) == 0 {
+		return nil, fmt.Errorf("etcd: token %q: %w", name, store.ErrNotFound)
+	}
+	return s.GetRecord(ctx, string(resp.Kvs[0].Value))
+}
+
+// UpdateRecord implements store.Store: optimistic, retried while another
+// writer changes the record in between.
+func (s *Store) UpdateRecord(ctx context.Context, jti string, update func(*store.Record) error) (*store.Record, error) {
+	if err := s.open(); err != nil {
+		return nil, err
+	}
+	for {
+		r := new(store.Record)
+		rev, err := s.get(ctx, s.recordKey(jti), r)
+		if err != nil {
+			return nil, fmt.Errorf("etcd: record %q: %w", jti, err)
+		}
+		oldExpiry, oldName := r.ExpiresAt, userName(r)
+		if err := update(r); err != nil {
+			return nil, err
+		}
+		if r.JTI != jti || userName(r) != oldName {
+			return nil, fmt.Errorf("etcd: update of %q changed its jti or name", jti)
+		}
+		ops, err := s.putRecordOps(r)
+		if err != nil {
+			return nil, err
+		}
+		if !r.ExpiresAt.Equal(oldExpiry) {
+			ops = append(ops, clientv3.OpDelete(s.expiryKey(oldExpiry, jti)))
+		}
+		resp, err := s.client.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(s.recordKey(jti)), "=", rev)).Then(ops...).Commit()
+		if err != nil {
+			return nil, fmt.Errorf("etcd: update record: %w", err)
+		}
+		if resp.Succeeded {
+			return r, nil
+		}
+	}
+}
+
+func userName(r *store.Record) string {
+	if r.User == nil {
+		return ""
+	}
+	return r.User.Name
+}
+
+// deleteRecordOps are the writes that remove r and its indexes.
+func (s *Store) deleteRecordOps(r *store.Record) []clientv3.Op {
+	ops := []clientv3.Op{clientv3.OpDelete(s.recordKey(r.JTI)), clientv3.OpDelete(s.expiryKey(r.ExpiresAt, r.JTI))}
+	if name := userName(r); name != "" {
+		ops = append(ops, clientv3.OpDelete(s.nameKey(name)))
+	}
+	return ops
+}
+
+// DeleteRecord implements store.Store.
+func (s *Store) DeleteRecord(ctx context.Context, jti string) error {
+	if err := s.open(); err != nil {
+		return err
+	}
+	for {
+		r := new(store.Record)
+		rev, err := s.get(ctx, s.recordKey(jti), r)
+		if err != nil {
+			return fmt.Errorf("etcd: record %q: %w", jti, err)
+		}
+		resp, err := s.client.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(s.recordKey(jti)), "=", rev)).Then(s.deleteRecordOps(r)...).Commit()
+		if err != nil {
+			return fmt.Errorf("etcd: delete record: %w", err)
+		}
+		if resp.Succeeded {
+			return nil
+		}
+	}
+}
+
+// ListRecords implements store.Store.
+func (s *Store) ListRecords(ctx context.Context, opts store.ListOptions) ([]*store.Record, error) {
+	if err := s.open(); err != nil {
+		return nil, err
+	}
+	resp, err := s.client.Get(ctx, s.prefix+"records/", clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("etcd: list records: %w", err)
+	}
+	var out []*store.Record
+	for _, kv := range resp.Kvs {
+		r := new(store.Record)
+		if err := json.Unmarshal(kv.Value, r); err != nil {
+			return nil, fmt.Errorf("etcd: decode record: %w", err)
+		}
+		if opts.Matches(r) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// Revoke implements store.Store.
+func (s *Store) Revoke(ctx context.Context, rev *store.Revocation) error {
+	if err := s.open(); err != nil {
+		return err
+	}
+	for {
+		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(s.revKey(rev.Name)), "=", 0)}
+		var ops []clientv3.Op
+		rev.ExpiresAt = nil
+		if rev.Scope == store.ScopeJTI {
+			r := new(store.Record)
+			modRev, err := s.get(ctx, s.recordKey(rev.Target), r)
+			if err != nil {
+				return fmt.Errorf("etcd: record %q: %w", rev.Target, err)
+			}
+			if r.RevokedAt == nil {
+				at := rev.Created
+				r.RevokedAt = &at
+				data, err := json.Marshal(r)
+				if err != nil {
+					return err
+				}
+				ops = append(ops, clientv3.OpPut(s.recordKey(r.JTI), string(data)))
+			}
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.recordKey(r.JTI)), "=", modRev))
+			exp := r.ExpiresAt
+			rev.ExpiresAt = &exp
+		}
+		data, err := json.Marshal(rev)
+		if err != nil {
+			return fmt.Errorf("etcd: encode revocation: %w", err)
+		}
+		ops = append(ops, clientv3.OpPut(s.revKey(rev.Name), string(data)))
+		resp, err := s.client.Txn(ctx).If(cmps...).Then(ops...).Else(clientv3.OpGet(s.revKey(rev.Name))).Commit()
+		if err != nil {
+			return fmt.Errorf("etcd: revoke: %w", err)
+		}
+		if resp.Succeeded {
+			return nil
+		}
+		if len(resp.Responses) > 0 && len(resp.Responses[0].GetResponseRange().Kvs) > 0 {
+			return fmt.Errorf("etcd: revocation %q: %w", rev.Name, store.ErrExists)
+		}
+		// The record changed in between: read it again.
+	}
+}
+
+// GetRevocation implements store.Store.
+func (s *Store) GetRevocation(ctx context.Context, name string) (*store.Revocation, error) {
+	if err := s.open(); err != nil {
+		return nil, err
+	}
+	rev := new(store.Revocation)
+	if _, err := s.get(ctx, s.revKey(name), rev); err != nil {
+		return nil, fmt.Errorf("etcd: revocation %q: %w", name, err)
+	}
+	return rev, nil
+}
+
+// ListRevocations implements store.Store.
+func (s *Store) ListRevocations(ctx context.Context) ([]*store.Revocation, error) {
+	if err := s.open(); err != nil {
+		return nil, err
+	}
+	resp, err := s.client.Get(ctx, s.prefix+"revocations/", clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("etcd: list revocations: %w", err)
+	}
+	var out []*store.Revocation
+	for _, kv := range resp.Kvs {
+		rev := new(store.Revocation)
+		if err := json.Unmarshal(kv.Value, rev); err != nil {
+			return nil, fmt.Errorf("etcd: decode revocation: %w", err)
+		}
+		out = append(out, rev)
+	}
+	return out, nil
+}
+
+// PurgeExpired implements store.Store. It is a sweep over the expiry index
+// rather than etcd leases: a record's expiry can move (a user token's ttl),
+// which a lease cannot follow without a new lease per change, and the sweep
+// deletes the record, its name and its revocations in one transaction.
+func (s *Store) PurgeExpired(ctx context.Context, now time.Time) (int, error) {
+	if err := s.open(); err != nil {
+		return 0, err
+	}
+	resp, err := s.client.Get(ctx, s.expiryPrefix(), clientv3.WithRange(s.expiryKey(now, "")))
+	if err != nil {
+		return 0, fmt.Errorf("etcd: purge: %w", err)
+	}
+	n := 0
+	for _, kv := range resp.Kvs {
+		key := string(kv.Key)
+		jti := key[len(s.expiryPrefix())+17:]
+		r, err := s.GetRecord(ctx, jti)
+		if errors.Is(err, store.ErrNotFound) {
+			if _, err := s.client.Delete(ctx, key); err != nil {
+				return n, fmt.Errorf("etcd: purge: %w", err)
+			}
+			continue
+		}
+		if err != nil {
+			return n, err
+		}
+		if !r.ExpiresAt.Before(now) {
+			continue // moved by an update since the index was read
+		}
+		if err := s.DeleteRecord(ctx, jti); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return n, err
+		}
+		n++
+	}
+	revs, err := s.ListRevocations(ctx)
+	if err != nil {
+		return n, err
+	}
+	for _, rev := range revs {
+		if rev.ExpiresAt != nil && rev.ExpiresAt.Before(now) {
+			if _, err := s.client.Delete(ctx, s.revKey(rev.Name)); err != nil {
+				return n, fmt.Errorf("etcd: purge revocation: %w", err)
+			}
+		}
+	}
+	return n, nil
+}
+
+// Ready implements store.Store: a linearizable read, which needs a quorum.
+func (s *Store) Ready(ctx context.Context) error {
+	if err := s.open(); err != nil {
+		return err
+	}
+	if _, err := s.client.Get(ctx, s.prefix+"ready"); err != nil {
+		return fmt.Errorf("etcd: not ready: %w", err)
+	}
+	return nil
+}
+
+// Close implements store.Store. Afterwards every call fails with ErrClosed.
+func (s *Store) Close() error {
+	if s.closed.Swap(true) {
+		return nil
+	}
+	if s.ownClient {
+		return s.client.Close()
+	}
+	return nil
+}
