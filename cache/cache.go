@@ -51,6 +51,10 @@ type Options struct {
 	Clock clock.PassiveClock
 	// Rand is the randomness for the per-process HMAC key; nil means crypto/rand.
 	Rand io.Reader
+	// Shared says other replicas write to the store too: the cache then
+	// follows the store's watch (Run) and fails closed when it falls behind
+	// RecordTTL. A store only this process writes (bbolt) needs neither.
+	Shared bool
 }
 
 // Cache is the cached, exact view of the store used by reviews.
@@ -76,6 +80,11 @@ type Cache struct {
 	// revocations tells watchers of every revocation made through this
 	// replica, after it is durable.
 	revocations *watch.Broadcaster
+	// watcher reports changes made through any replica (nil: the store has
+	// one writer, this process); lastSync is when it last proved this
+	// replica current (unix ns).
+	watcher  store.Watcher
+	lastSync atomic.Int64
 
 	touchMu sync.Mutex
 	touched map[string]time.Time // jti -> last lastUsedAt written or queued
@@ -133,7 +142,18 @@ func New(s store.Store, opts Options) (*Cache, error) {
 		tokens.Close()
 		return nil, fmt.Errorf("cache: %w", err)
 	}
+	var watcher store.Watcher
+	if opts.Shared {
+		w, ok := s.(store.Watcher)
+		if !ok {
+			tokens.Close()
+			records.Close()
+			return nil, fmt.Errorf("cache: a shared store must implement store.Watcher, %T does not", s)
+		}
+		watcher = w
+	}
 	return &Cache{
+		watcher:     watcher,
 		store:       s,
 		clock:       opts.Clock,
 		recordTTL:   opts.RecordTTL,
@@ -187,6 +207,7 @@ func (c *Cache) Load(ctx context.Context) error {
 		c.applyLocked(rev)
 	}
 	c.loaded = true
+	c.lastSync.Store(c.clock.Now().UnixNano())
 	return nil
 }
 
@@ -272,6 +293,9 @@ func (c *Cache) Record(ctx context.Context, jti string) (*store.Record, error) {
 func (c *Cache) Revoked(r *store.Record) (store.Scope, bool, error) {
 	if r.RevokedAt != nil {
 		return store.ScopeJTI, true, nil
+	}
+	if err := c.Fresh(); err != nil {
+		return "", false, err
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()

@@ -184,3 +184,40 @@ type Store interface {
 	// Close releases the store. Calls after Close return ErrClosed.
 	Close() error
 }
+
+// EventType says what an Event reports.
+type EventType int
+
+// The event types.
+const (
+	// EventSynced is the first event: the watch is established, and every
+	// change after it will be reported. Read the state after it.
+	EventSynced EventType = iota
+	// EventRevocation: a revocation was stored.
+	EventRevocation
+	// EventRecordChanged: a record was updated (not created).
+	EventRecordChanged
+	// EventRecordDeleted: a record was deleted.
+	EventRecordDeleted
+	// EventProgress: nothing was missed up to now (sent at least every
+	// ProgressInterval while the watch is healthy).
+	EventProgress
+)
+
+// ProgressInterval is how often a healthy watch sends EventProgress.
+const ProgressInterval = time.Second
+
+// Event is a change made through any replica.
+type Event struct {
+	Type       EventType
+	Revocation *Revocation // EventRevocation
+	Record     *Record     // EventRecordChanged
+	JTI        string      // EventRecordChanged, EventRecordDeleted
+}
+
+// Watcher is implemented by stores whose changes other replicas must see.
+type Watcher interface {
+	// Watch reports changes until ctx is done or the watch breaks, then
+	// closes the channel: watch again and re-read the state.
+	Watch(ctx context.Context) (<-chan Event, error)
+}

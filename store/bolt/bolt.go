@@ -28,10 +28,14 @@ var (
 
 // Store is a store.Store on a bbolt file.
 type Store struct {
-	db *bbolt.DB
+	db    *bbolt.DB
+	watch watchers
 }
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store   = (*Store)(nil)
+	_ store.Watcher = (*Store)(nil)
+)
 
 // Open opens or creates the bbolt file at path. It fails after lockTimeout if
 // another process holds the file.
@@ -163,18 +167,25 @@ func (s *Store) UpdateRecord(_ context.Context, jti string, update func(*store.R
 		out = r
 		return nil
 	})
+	if err == nil {
+		s.watch.publish(store.Event{Type: store.EventRecordChanged, Record: out, JTI: jti})
+	}
 	return out, wrap(err)
 }
 
 // DeleteRecord implements store.Store.
 func (s *Store) DeleteRecord(_ context.Context, jti string) error {
-	return wrap(s.db.Batch(func(tx *bbolt.Tx) error {
+	err := s.db.Batch(func(tx *bbolt.Tx) error {
 		r, err := getRecord(tx, []byte(jti))
 		if err != nil {
 			return err
 		}
 		return deleteRecord(tx, r)
-	}))
+	})
+	if err == nil {
+		s.watch.publish(store.Event{Type: store.EventRecordDeleted, JTI: jti})
+	}
+	return wrap(err)
 }
 
 func deleteRecord(tx *bbolt.Tx, r *store.Record) error {
@@ -231,6 +242,15 @@ func (s *Store) ListRecords(_ context.Context, opts store.ListOptions) ([]*store
 
 // Revoke implements store.Store.
 func (s *Store) Revoke(_ context.Context, rev *store.Revocation) error {
+	err := s.revoke(rev)
+	if err == nil {
+		c := *rev
+		s.watch.publish(store.Event{Type: store.EventRevocation, Revocation: &c})
+	}
+	return err
+}
+
+func (s *Store) revoke(rev *store.Revocation) error {
 	return wrap(s.db.Batch(func(tx *bbolt.Tx) error {
 		revs := tx.Bucket(bucketRevocations)
 		if revs.Get([]byte(rev.Name)) != nil {

@@ -24,10 +24,15 @@ func startEtcd(t *testing.T) *clientv3.Client {
 	return c
 }
 
-func TestConformance(t *testing.T) {
-	client := startEtcd(t)
+func TestConformance(t *testing.T) { storetest.RunTests(t, newEtcd(startEtcd(t))) }
+
+func TestWatch(t *testing.T) { storetest.RunWatchTests(t, newEtcd(startEtcd(t))) }
+
+// newEtcd makes stores on client, each under its own prefix: a fresh, empty
+// store per test on one shared server.
+func newEtcd(client *clientv3.Client) storetest.Factory {
 	var n atomic.Int64
-	storetest.RunTests(t, func(t *testing.T) (store.Store, func(*testing.T) store.Store) {
+	return func(t *testing.T) (store.Store, func(*testing.T) store.Store) {
 		// A prefix per test: a fresh, empty store on the shared server.
 		prefix := fmt.Sprintf("/test-%d/", n.Add(1))
 		s := New(Config{Client: client, Prefix: prefix})
@@ -36,5 +41,5 @@ func TestConformance(t *testing.T) {
 			return New(Config{Client: client, Prefix: prefix})
 		}
 		return s, reopen
-	})
+	}
 }

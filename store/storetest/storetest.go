@@ -444,3 +444,65 @@ func testListRecordsByKind(t *testing.T, s store.Store, _ func(*testing.T) store
 		t.Fatalf("ListRecords(alice, user) = %v, %v", got, err)
 	}
 }
+
+// RunWatchTests checks a store's Watch: established first, then every
+// revocation, record change and deletion, never a record creation, and
+// progress while idle.
+func RunWatchTests(t *testing.T, newStore Factory) {
+	s, _ := newStore(t)
+	w, ok := s.(store.Watcher)
+	if !ok {
+		t.Fatalf("%T does not implement store.Watcher", s)
+	}
+	wctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	events, err := w.Watch(wctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := func(skipProgress bool) store.Event {
+		t.Helper()
+		for {
+			select {
+			case e, ok := <-events:
+				if !ok {
+					t.Fatal("watch closed")
+				}
+				if skipProgress && e.Type == store.EventProgress {
+					continue
+				}
+				return e
+			case <-time.After(10 * time.Second):
+				t.Fatal("no event within 10s")
+			}
+		}
+	}
+	if e := next(true); e.Type != store.EventSynced {
+		t.Fatalf("first event %v, want EventSynced", e.Type)
+	}
+	mustCreate(t, s, userRecord("j1", "token-w", "alice", base.Add(time.Hour)))
+	if err := s.Revoke(ctx(t), revocation("r1", store.ScopeSubject, "bob", base)); err != nil {
+		t.Fatal(err)
+	}
+	if e := next(true); e.Type != store.EventRevocation || e.Revocation.Name != "r1" || e.Revocation.Target != "bob" {
+		t.Fatalf("after a revocation: %+v (a record creation must not be reported)", e)
+	}
+	if _, err := s.UpdateRecord(ctx(t), "j1", func(r *store.Record) error { r.User.Disabled = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if e := next(true); e.Type != store.EventRecordChanged || e.JTI != "j1" || e.Record == nil || !e.Record.User.Disabled {
+		t.Fatalf("after an update: %+v", e)
+	}
+	if err := s.DeleteRecord(ctx(t), "j1"); err != nil {
+		t.Fatal(err)
+	}
+	if e := next(true); e.Type != store.EventRecordDeleted || e.JTI != "j1" {
+		t.Fatalf("after a delete: %+v", e)
+	}
+	if e := next(false); e.Type != store.EventProgress {
+		t.Fatalf("idle: %+v, want EventProgress", e)
+	}
+	cancel()
+	for range events {
+	}
+}

@@ -3,8 +3,11 @@ package app
 import (
 	"context"
 	"io"
+	"net/http"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -50,4 +53,79 @@ func TestServeOnEtcd(t *testing.T) {
 	h.stop()
 	h.start()
 	check("after a restart on the same etcd")
+}
+
+// replica starts another Portcullis on base's directory (and so its key
+// ring and certificates) with its own ports.
+func (h *harness) replica() *harness {
+	h.t.Helper()
+	cfg := *h.cfg
+	ports := freePorts(h.t, 2)
+	cfg.WebhookPort, cfg.SecurePort = ports[0], ports[1]
+	r := &harness{t: h.t, dir: h.dir, cfg: &cfg, logs: &testutil.Buffer{}}
+	r.start()
+	h.t.Cleanup(r.stop)
+	return r
+}
+
+// reviewAt posts a review of token to the replica's webhook.
+func (h *harness) reviewAt(token string) bool {
+	h.t.Helper()
+	code, body := post(h.t, h.httpClient(webhookClientBase), h.webhookURL(),
+		`{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"`+token+`"}}`)
+	if code != http.StatusOK {
+		h.t.Fatalf("review at %s: %d %s", h.webhookURL(), code, body)
+	}
+	return strings.Contains(body, `"authenticated":true`)
+}
+
+// TestReplicasShareRevocations runs three replicas on one etcd: a token
+// revoked, or a user token disabled, through A is refused by B and C.
+func TestReplicasShareRevocations(t *testing.T) {
+	endpoint := testutil.StartEtcd(t)
+	a := startServer(t, func(c *config.Config) {
+		c.Store = config.Store{Type: config.StoreEtcd, Endpoints: []string{endpoint}, Prefix: "/replicas/"}
+	})
+	b, c := a.replica(), a.replica()
+	ctx := context.Background()
+	tok := a.mint("ns", "sa", 3600).Status.Token
+	a.writeCert("alice", "alice")
+	name, userToken := a.createToken("alice", nil)
+	for _, r := range []*harness{a, b, c} {
+		if !r.reviewAt(tok) || !r.reviewAt(userToken) {
+			t.Fatalf("replica %s refuses fresh tokens", r.webhookURL())
+		}
+	}
+	// Both are cached everywhere now; the changes must still win.
+	start := time.Now()
+	if err := RunRevoke(ctx, &RevokeOptions{ClientOptions: ClientOptions{Kubeconfig: filepath.Join(a.dir, AdminKubeconfig)}, JTI: jtiOf(t, tok)}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.tokensAs("alice").Patch(ctx, name, types.MergePatchType, []byte(`{"spec":{"enabled":false}}`), metav1.PatchOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if a.reviewAt(tok) || a.reviewAt(userToken) {
+		t.Fatal("replica A, which took the changes, still accepts the tokens")
+	}
+	for _, r := range []*harness{b, c} {
+		refused := false
+		for range 200 {
+			if !r.reviewAt(tok) && !r.reviewAt(userToken) {
+				refused = true
+				break
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		if !refused {
+			t.Fatalf("replica %s still accepts a token revoked (or disabled) through A; its log:\n%s", r.webhookURL(), tail(r.logs.String(), 3000))
+		}
+	}
+	t.Logf("B and C refused the revoked and the disabled token %v after A took the changes", time.Since(start).Round(time.Millisecond))
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
 }

@@ -90,7 +90,10 @@ func NewServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 	if s.store, err = openStore(cfg.Store); err != nil {
 		return nil, err
 	}
-	s.cache, err = cache.New(s.store, cache.Options{MaxEntries: cfg.Cache.MaxEntries, RecordTTL: cfg.Cache.Staleness.Duration, Clock: clk, Rand: random})
+	s.cache, err = cache.New(s.store, cache.Options{
+		MaxEntries: cfg.Cache.MaxEntries, RecordTTL: cfg.Cache.Staleness.Duration, Clock: clk, Rand: random,
+		Shared: cfg.Store.Type == config.StoreEtcd,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -283,7 +286,7 @@ func (s *Server) addHealth(mux *http.ServeMux) {
 	mux.HandleFunc("/healthz", ok)
 	mux.HandleFunc("/livez", ok)
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		if err := errors.Join(s.storeReady(r), s.keyReady(r)); err != nil {
+		if err := errors.Join(s.storeReady(r), s.keyReady(r), s.cache.Fresh()); err != nil {
 			s.log.WarnContext(r.Context(), "not ready", "err", err)
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
@@ -319,6 +322,7 @@ func (s *Server) Run(ctx context.Context) error {
 	g.Go(func() error { return s.issuer.Run(ctx) })
 	g.Go(func() error { s.purgeLoop(ctx); return nil })
 	g.Go(func() error { s.touchLoop(ctx); return nil })
+	g.Go(func() error { s.cache.Run(ctx, s.log.With("component", "cache")); return nil })
 	g.Go(func() error { s.keys.Run(ctx, keyStepInterval); return nil })
 	if s.informers != nil {
 		s.informers.Start(ctx.Done())

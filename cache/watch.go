@@ -1,0 +1,90 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"portcullis.dev/portcullis/store"
+)
+
+// ErrStale means the store's watch has not proven this replica current
+// within the staleness bound: reviews fail closed until it has.
+var ErrStale = errors.New("cache: revocation state is staler than the bound")
+
+// Fresh returns nil when this replica's view of revocations is within the
+// staleness bound (always, for a store without watches).
+func (c *Cache) Fresh() error {
+	if c.watcher == nil {
+		return nil
+	}
+	last := time.Unix(0, c.lastSync.Load())
+	if age := c.clock.Now().Sub(last); age > c.recordTTL {
+		return fmt.Errorf("%w: last sync %s ago, bound %s", ErrStale, age.Round(time.Millisecond), c.recordTTL)
+	}
+	return nil
+}
+
+// Run keeps the cache current with changes made through any replica: it
+// watches the store, reloads the revocations once the watch is established
+// (so nothing falls between), applies every event, and starts over when the
+// watch breaks (compaction, lost quorum, restart). Until the watch proves
+// itself again, Fresh fails after the staleness bound. It returns when ctx
+// is done; for a store without watches it returns at once.
+func (c *Cache) Run(ctx context.Context, log *slog.Logger) {
+	if c.watcher == nil {
+		return
+	}
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		if err := c.follow(ctx); err != nil && ctx.Err() == nil {
+			log.Warn("store watch broke; resyncing", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// follow runs one watch until it breaks.
+func (c *Cache) follow(ctx context.Context) error {
+	events, err := c.watcher.Watch(ctx)
+	if err != nil {
+		return err
+	}
+	synced := false
+	for e := range events {
+		switch e.Type {
+		case store.EventSynced:
+			if err := c.Load(ctx); err != nil {
+				return err
+			}
+			// Changes missed while no watch ran may sit in ristretto.
+			c.records.Clear()
+			c.tokens.Clear()
+			synced = true
+			c.lastSync.Store(c.clock.Now().UnixNano())
+		case store.EventRevocation:
+			c.mu.Lock()
+			c.applyLocked(e.Revocation)
+			c.mu.Unlock()
+			if e.Revocation.Scope == store.ScopeJTI {
+				c.records.Del(e.Revocation.Target)
+			}
+		case store.EventRecordChanged:
+			c.remember(e.JTI, e.Record)
+		case store.EventRecordDeleted:
+			c.remember(e.JTI, nil)
+		case store.EventProgress:
+			if synced {
+				c.lastSync.Store(c.clock.Now().UnixNano())
+			}
+		}
+	}
+	return errors.New("cache: watch closed")
+}
