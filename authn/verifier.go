@@ -236,6 +236,11 @@ func (v *Verifier) review(ctx context.Context, token string, requested []string)
 		res.Reason = ReasonAudience
 		return res, nil
 	}
+	// A replica that fell behind its store decides nothing, and does not
+	// wait on a store that cannot answer.
+	if err := v.cache.Fresh(); err != nil {
+		return res, fmt.Errorf("authn: %w", err)
+	}
 	var rec *store.Record
 	var err error
 	if verified.Stateless {

@@ -102,7 +102,9 @@ type change struct {
 // TouchInterval is the most often a token's lastUsedAt is written.
 const TouchInterval = time.Minute
 
-// sharedLookupTimeout bounds a store read shared by concurrent reviews.
+// sharedLookupTimeout bounds a store read shared by concurrent reviews (and
+// so does the staleness bound, when shorter: a store that cannot answer
+// within it makes the review undecided, not slow).
 const sharedLookupTimeout = 10 * time.Second
 
 // ErrNotLoaded means the revocation index was not loaded from the store yet,
@@ -274,7 +276,7 @@ func (c *Cache) Record(ctx context.Context, jti string) (*store.Record, error) {
 	v, err, _ := c.lookups.Do(jti, func() (any, error) {
 		// The read is shared by every caller waiting on this jti, so one
 		// caller giving up must not fail the others.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sharedLookupTimeout)
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(sharedLookupTimeout, c.recordTTL))
 		defer cancel()
 		r, err := c.store.GetRecord(ctx, jti)
 		if err != nil {

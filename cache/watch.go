@@ -39,7 +39,7 @@ func (c *Cache) Run(ctx context.Context, log *slog.Logger) {
 	}
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
-		if err := c.follow(ctx); err != nil && ctx.Err() == nil {
+		if err := c.follow(ctx); ctx.Err() == nil {
 			log.Warn("store watch broke; resyncing", "err", err)
 		}
 		select {
@@ -51,14 +51,31 @@ func (c *Cache) Run(ctx context.Context, log *slog.Logger) {
 	}
 }
 
-// follow runs one watch until it breaks.
+// follow runs one watch until it breaks. A watch that stays silent (not
+// even progress) for the staleness bound counts as broken too: a stream
+// to a store that went away may neither close nor resume.
 func (c *Cache) follow(ctx context.Context) error {
-	events, err := c.watcher.Watch(ctx)
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	events, err := c.watcher.Watch(wctx)
 	if err != nil {
 		return err
 	}
 	synced := false
-	for e := range events {
+	silence := time.NewTimer(c.recordTTL)
+	defer silence.Stop()
+	for {
+		var e store.Event
+		select {
+		case <-silence.C:
+			return errors.New("cache: store watch silent for the staleness bound")
+		case ev, ok := <-events:
+			if !ok {
+				return errors.New("cache: watch closed")
+			}
+			e = ev
+		}
+		silence.Reset(c.recordTTL)
 		switch e.Type {
 		case store.EventSynced:
 			if err := c.Load(ctx); err != nil {
@@ -86,5 +103,4 @@ func (c *Cache) follow(ctx context.Context) error {
 			}
 		}
 	}
-	return errors.New("cache: watch closed")
 }

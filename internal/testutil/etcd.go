@@ -9,9 +9,21 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 )
 
-// StartEtcd runs a real one-member etcd server (go.etcd.io/etcd/server/v3/embed)
-// on loopback until the test ends, and returns its client URL.
-func StartEtcd(t testing.TB) string {
+// Etcd is a real one-member etcd server (go.etcd.io/etcd/server/v3/embed)
+// on loopback, which a test may stop and start again on the same data.
+type Etcd struct {
+	t      testing.TB
+	cfg    *embed.Config
+	server *embed.Etcd
+	// URL is the client URL.
+	URL string
+}
+
+// StartEtcd runs an etcd server until the test ends and returns its client URL.
+func StartEtcd(t testing.TB) string { return NewEtcd(t).URL }
+
+// NewEtcd starts an etcd server that is stopped when the test ends.
+func NewEtcd(t testing.TB) *Etcd {
 	t.Helper()
 	cfg := embed.NewConfig()
 	cfg.Dir = t.TempDir()
@@ -22,15 +34,31 @@ func StartEtcd(t testing.TB) string {
 	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{*client}, []url.URL{*client}
 	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{*peer}, []url.URL{*peer}
 	cfg.InitialCluster = cfg.Name + "=" + peer.String()
-	e, err := embed.StartEtcd(cfg)
+	e := &Etcd{t: t, cfg: cfg, URL: client.String()}
+	e.Start()
+	t.Cleanup(e.Stop)
+	return e
+}
+
+// Start starts the server (again, on the same data and ports).
+func (e *Etcd) Start() {
+	e.t.Helper()
+	s, err := embed.StartEtcd(e.cfg)
 	if err != nil {
-		t.Fatal(err)
+		e.t.Fatal(err)
 	}
-	t.Cleanup(e.Close)
 	select {
-	case <-e.Server.ReadyNotify():
+	case <-s.Server.ReadyNotify():
 	case <-time.After(60 * time.Second):
-		t.Fatal("etcd did not start")
+		e.t.Fatal("etcd did not start")
 	}
-	return client.String()
+	e.server = s
+}
+
+// Stop stops the server, as a crash of the member would.
+func (e *Etcd) Stop() {
+	if e.server != nil {
+		e.server.Close()
+		e.server = nil
+	}
 }

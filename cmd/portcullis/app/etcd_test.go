@@ -129,3 +129,67 @@ func tail(s string, n int) string {
 	}
 	return s
 }
+
+// TestEtcdOutageFailsClosedAndRecovers stops etcd under a replica: within
+// the staleness bound cached tokens still pass; past it every review is a
+// 503 (never a wrong "authenticated") and /readyz is false; once etcd is
+// back the replica recovers by itself.
+func TestEtcdOutageFailsClosedAndRecovers(t *testing.T) {
+	etcd := testutil.NewEtcd(t)
+	h := startServer(t, func(c *config.Config) {
+		c.Store = config.Store{Type: config.StoreEtcd, Endpoints: []string{etcd.URL}, Prefix: "/outage/"}
+		c.Cache.Staleness = metav1.Duration{Duration: 2 * time.Second}
+	})
+	tok := h.mint("ns", "sa", 3600).Status.Token
+	if !h.reviewAt(tok) {
+		t.Fatal("fresh token refused")
+	}
+	review := func() int {
+		code, body := post(t, h.httpClient(webhookClientBase), h.webhookURL(),
+			`{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"`+tok+`"}}`)
+		if code == http.StatusOK && !strings.Contains(body, `"authenticated":true`) {
+			t.Fatalf("a valid token was refused outright during the outage: %s", body)
+		}
+		return code
+	}
+	readyz := func() int {
+		resp, err := h.httpClient("").Get(h.issuerURL("/readyz"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	etcd.Stop()
+	stopped := time.Now()
+	var closedAfter time.Duration
+	for range 200 {
+		if review() == http.StatusServiceUnavailable {
+			closedAfter = time.Since(stopped)
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if closedAfter == 0 {
+		t.Fatal("reviews never failed closed with etcd down")
+	}
+	if code := readyz(); code != http.StatusInternalServerError && code != http.StatusServiceUnavailable {
+		t.Fatalf("/readyz with etcd down: %d, want failure", code)
+	}
+	t.Logf("etcd down: reviews failed closed (503) %v later (staleness bound 2s)", closedAfter.Round(10*time.Millisecond))
+
+	etcd.Start()
+	restarted := time.Now()
+	recovered := false
+	for range 600 {
+		if review() == http.StatusOK && readyz() == http.StatusOK {
+			recovered = true
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !recovered {
+		t.Fatal("the replica did not recover after etcd came back")
+	}
+	t.Logf("etcd back: the replica answered and was ready again %v later, without a restart", time.Since(restarted).Round(10*time.Millisecond))
+}

@@ -14,6 +14,8 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apiserver/pkg/server/dynamiccertificates"
@@ -202,7 +204,15 @@ func openStore(c config.Store) (store.Store, error) {
 	if c.Type != config.StoreEtcd {
 		return bolt.Open(c.Path, storeLockTimeout)
 	}
-	cfg := clientv3.Config{Endpoints: c.Endpoints, DialTimeout: 10 * time.Second}
+	cfg := clientv3.Config{
+		Endpoints: c.Endpoints, DialTimeout: 10 * time.Second,
+		// gRPC's default reconnect backoff grows to two minutes; a token
+		// authority must be back within seconds of its store.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+			MinConnectTimeout: 2 * time.Second,
+		})},
+	}
 	if c.CAFile != "" || c.CertFile != "" {
 		tlsInfo := transport.TLSInfo{TrustedCAFile: c.CAFile, CertFile: c.CertFile, KeyFile: c.KeyFile}
 		tlsCfg, err := tlsInfo.ClientConfig()
@@ -272,7 +282,15 @@ func (s *Server) WebhookAddr() net.Addr { return s.webhookL.Addr() }
 // IssuerAddr is where the issuer API listens.
 func (s *Server) IssuerAddr() net.Addr { return s.issuerL.Addr() }
 
-func (s *Server) storeReady(r *http.Request) error { return s.store.Ready(r.Context()) }
+// readyTimeout bounds the store's readiness check: a store that cannot
+// answer quickly is not ready.
+const readyTimeout = 2 * time.Second
+
+func (s *Server) storeReady(r *http.Request) error {
+	ctx, cancel := context.WithTimeout(r.Context(), readyTimeout)
+	defer cancel()
+	return s.store.Ready(ctx)
+}
 
 func (s *Server) keyReady(*http.Request) error {
 	_, err := s.ring.Signer()
