@@ -6,12 +6,15 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apiserver/pkg/authentication/authenticator"
+	"k8s.io/client-go/tools/clientcmd"
 
 	"portcullis.dev/portcullis/config"
 	"portcullis.dev/portcullis/internal/testutil"
@@ -192,4 +195,163 @@ func TestEtcdOutageFailsClosedAndRecovers(t *testing.T) {
 		t.Fatal("the replica did not recover after etcd came back")
 	}
 	t.Logf("etcd back: the replica answered and was ready again %v later, without a restart", time.Since(restarted).Round(10*time.Millisecond))
+}
+
+// TestEtcdClusterFaults runs a replica on a 3-member etcd cluster under
+// review load: one member down changes nothing; two down (no quorum) fail
+// reviews closed after the staleness bound, never with a wrong yes; both
+// back, the replica recovers by itself.
+func TestEtcdClusterFaults(t *testing.T) {
+	cluster := testutil.NewEtcdCluster(t, 3)
+	h := startServer(t, func(c *config.Config) {
+		c.Store = config.Store{Type: config.StoreEtcd, Endpoints: cluster.URLs(), Prefix: "/faults/"}
+		c.Cache.Staleness = metav1.Duration{Duration: 3 * time.Second}
+	})
+	ctx := context.Background()
+	valid := []string{h.mint("ns", "a", 3600).Status.Token, h.mint("ns", "b", 3600).Status.Token}
+	revoked := h.mint("ns", "c", 3600).Status.Token
+	if err := RunRevoke(ctx, &RevokeOptions{ClientOptions: ClientOptions{Kubeconfig: filepath.Join(h.dir, AdminKubeconfig)}, JTI: jtiOf(t, revoked)}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	client := h.httpClient(webhookClientBase)
+	// review answers 200-yes, 200-no or 503 (undecided).
+	review := func(tok string) (int, bool) {
+		code, body := post(t, client, h.webhookURL(), `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"`+tok+`"}}`)
+		return code, strings.Contains(body, `"authenticated":true`)
+	}
+	var mu sync.Mutex
+	counts := map[string]int{}
+	phase := "all members up"
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 2 {
+		wg.Go(func() {
+			for i := w; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				code, yes := review(valid[i%len(valid)])
+				_, revokedYes := review(revoked)
+				mu.Lock()
+				switch {
+				case revokedYes:
+					counts[phase+": revoked token accepted"]++
+				case code == http.StatusOK && yes:
+					counts[phase+": valid accepted"]++
+				case code == http.StatusServiceUnavailable:
+					counts[phase+": 503"]++
+				default:
+					counts[phase+": valid refused"]++
+				}
+				mu.Unlock()
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+	}
+	setPhase := func(p string, d time.Duration) {
+		mu.Lock()
+		phase = p
+		mu.Unlock()
+		time.Sleep(d)
+	}
+	defer func() { close(stop); wg.Wait() }()
+
+	setPhase("all members up", time.Second)
+	cluster.Members[0].Stop()
+	setPhase("one member down", 4*time.Second)
+	cluster.Members[1].Stop()
+	setPhase("two members down, within the bound", 3*time.Second)
+	setPhase("two members down", 3*time.Second)
+	cluster.Members[0].StartAsync()
+	cluster.Members[1].StartAsync()
+	setPhase("members back", 6*time.Second)
+	setPhase("recovered", 2*time.Second)
+
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("review outcomes by phase: %v", counts)
+	for p, n := range counts {
+		if strings.HasSuffix(p, "revoked token accepted") && n > 0 {
+			t.Fatalf("%s: %d", p, n)
+		}
+		if strings.HasSuffix(p, "valid refused") && n > 0 {
+			t.Fatalf("%s: %d (a valid token must never be a clean no)", p, n)
+		}
+	}
+	for _, p := range []string{"all members up", "one member down", "recovered"} {
+		if counts[p+": 503"] > 0 || counts[p+": valid accepted"] == 0 {
+			t.Fatalf("%s: %d accepted, %d undecided; want every valid review accepted", p, counts[p+": valid accepted"], counts[p+": 503"])
+		}
+	}
+	if counts["two members down: 503"] == 0 || counts["two members down: valid accepted"] > 0 {
+		t.Fatalf("two members down past the bound: %d undecided, %d accepted; want fail closed", counts["two members down: 503"], counts["two members down: valid accepted"])
+	}
+}
+
+// TestReplicaRestartUnderLoad restarts replica A while B serves reviews:
+// B is unaffected, and A rejoins and sees revocations made through B while
+// it was down.
+func TestReplicaRestartUnderLoad(t *testing.T) {
+	endpoint := testutil.StartEtcd(t)
+	a := startServer(t, func(c *config.Config) {
+		c.Store = config.Store{Type: config.StoreEtcd, Endpoints: []string{endpoint}, Prefix: "/restart/"}
+	})
+	b := a.replica()
+	tok := a.mint("ns", "sa", 3600).Status.Token
+	revokedWhileDown := a.mint("ns", "gone", 3600).Status.Token
+	if !a.reviewAt(revokedWhileDown) {
+		t.Fatal("fresh token refused") // cached on A now
+	}
+	var failures atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if !b.reviewAt(tok) {
+				failures.Add(1)
+			}
+		}
+	})
+	a.stop()
+	// Revoke through B while A is down.
+	rev := &RevokeOptions{ClientOptions: ClientOptions{Kubeconfig: b.adminKubeconfigFor()}, JTI: jtiOf(t, revokedWhileDown)}
+	if err := RunRevoke(context.Background(), rev, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	a.start()
+	close(stop)
+	wg.Wait()
+	if failures.Load() != 0 {
+		t.Fatalf("B failed %d reviews while A restarted", failures.Load())
+	}
+	if !a.reviewAt(tok) {
+		t.Fatal("A does not accept a valid token after its restart")
+	}
+	if a.reviewAt(revokedWhileDown) {
+		t.Fatal("A accepts a token revoked through B while A was down")
+	}
+}
+
+// adminKubeconfigFor writes an admin kubeconfig pointing at this replica's issuer.
+func (h *harness) adminKubeconfigFor() string {
+	h.t.Helper()
+	kc, err := clientcmd.LoadFromFile(filepath.Join(h.dir, AdminKubeconfig))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, c := range kc.Clusters {
+		c.Server = h.issuerURL("")
+	}
+	path := filepath.Join(h.t.TempDir(), "admin.kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, path); err != nil {
+		h.t.Fatal(err)
+	}
+	return path
 }
