@@ -45,7 +45,7 @@ fuzz: ## Run each fuzz target briefly (FUZZTIME each).
 
 .PHONY: bench
 bench: ## Print the benchmark table (review and mint rates, ratios to baselines in the same run).
-	PORTCULLIS_BENCH_TABLE=1 $(GO) test ./test/bench -run '^TestBenchTable$$' -count=1 -v -timeout 20m | grep -v '^=== RUN\|^--- PASS\|^PASS'
+	PORTCULLIS_BENCH_TABLE=1 $(GO) test ./test/bench -run '^TestBench(Table|HA)$$' -count=1 -v -timeout 20m | grep -v '^=== RUN\|^--- PASS\|^PASS'
 
 .PHONY: e2e-tools
 e2e-tools: ## Build kube-apiserver, kubectl and etcd from the Go module proxy into .e2e/bin (once).

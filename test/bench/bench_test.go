@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -453,4 +454,16 @@ func TestBenchTable(t *testing.T) {
 	fmt.Printf("%-60s %6.2f\n", "ratio uncached reviews over HTTPS / raw jwx", uncachedRate/rawRate)
 	fmt.Printf("%-60s %6.2f  (target >= 0.80)\n", "ratio VNC mints in process / raw signing", vncCoreRate/signRate)
 	fmt.Printf("%-60s %6.2f\n", "ratio VNC mints over HTTPS / raw signing", vncRate/signRate)
+}
+
+// jtiOf reads a token's jti claim.
+func jtiOf(token string) string {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return ""
+	}
+	raw, _ := base64.RawURLEncoding.DecodeString(parts[1])
+	var c struct{ JTI string }
+	_ = json.Unmarshal(raw, &c)
+	return c.JTI
 }
