@@ -52,8 +52,10 @@ func (c *Cache) Run(ctx context.Context, log *slog.Logger) {
 }
 
 // follow runs one watch until it breaks. A watch that stays silent (not
-// even progress) for the staleness bound counts as broken too: a stream
-// to a store that went away may neither close nor resume.
+// even progress) for three progress intervals, or half the staleness bound
+// if that is shorter, counts as broken too: a stream to a member that went
+// away may neither close nor resume, and giving up early leaves the resync
+// time to finish within the bound.
 func (c *Cache) follow(ctx context.Context) error {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -62,20 +64,21 @@ func (c *Cache) follow(ctx context.Context) error {
 		return err
 	}
 	synced := false
-	silence := time.NewTimer(c.recordTTL)
+	quiet := min(3*store.ProgressInterval, c.recordTTL/2)
+	silence := time.NewTimer(quiet)
 	defer silence.Stop()
 	for {
 		var e store.Event
 		select {
 		case <-silence.C:
-			return errors.New("cache: store watch silent for the staleness bound")
+			return fmt.Errorf("cache: store watch silent for %s", quiet)
 		case ev, ok := <-events:
 			if !ok {
 				return errors.New("cache: watch closed")
 			}
 			e = ev
 		}
-		silence.Reset(c.recordTTL)
+		silence.Reset(quiet)
 		switch e.Type {
 		case store.EventSynced:
 			if err := c.Load(ctx); err != nil {

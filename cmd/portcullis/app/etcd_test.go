@@ -82,12 +82,13 @@ func (h *harness) reviewAt(token string) bool {
 	return strings.Contains(body, `"authenticated":true`)
 }
 
-// TestReplicasShareRevocations runs three replicas on one etcd: a token
-// revoked, or a user token disabled, through A is refused by B and C.
+// TestReplicasShareRevocations runs three replicas on one 3-member etcd
+// cluster: a token revoked, or a user token disabled, through A is refused
+// by B and C.
 func TestReplicasShareRevocations(t *testing.T) {
-	endpoint := testutil.StartEtcd(t)
+	cluster := testutil.NewEtcdCluster(t, 3)
 	a := startServer(t, func(c *config.Config) {
-		c.Store = config.Store{Type: config.StoreEtcd, Endpoints: []string{endpoint}, Prefix: "/replicas/"}
+		c.Store = config.Store{Type: config.StoreEtcd, Endpoints: cluster.URLs(), Prefix: "/replicas/"}
 	})
 	b, c := a.replica(), a.replica()
 	ctx := context.Background()
@@ -213,6 +214,7 @@ func TestEtcdClusterFaults(t *testing.T) {
 	if err := RunRevoke(ctx, &RevokeOptions{ClientOptions: ClientOptions{Kubeconfig: filepath.Join(h.dir, AdminKubeconfig)}, JTI: jtiOf(t, revoked)}, io.Discard); err != nil {
 		t.Fatal(err)
 	}
+	revoked2 := h.mint("ns", "d", 3600).Status.Token // revoked while a member is down
 	client := h.httpClient(webhookClientBase)
 	// review answers 200-yes, 200-no or 503 (undecided).
 	review := func(tok string) (int, bool) {
@@ -260,7 +262,13 @@ func TestEtcdClusterFaults(t *testing.T) {
 
 	setPhase("all members up", time.Second)
 	cluster.Members[0].Stop()
-	setPhase("one member down", 4*time.Second)
+	setPhase("one member down", 2*time.Second)
+	// Writes go on with one member down, and are kept.
+	minted := h.mint("ns", "written-during-fault", 3600).Status.Token
+	if err := RunRevoke(ctx, &RevokeOptions{ClientOptions: ClientOptions{Kubeconfig: filepath.Join(h.dir, AdminKubeconfig)}, JTI: jtiOf(t, revoked2)}, io.Discard); err != nil {
+		t.Fatalf("revoking with one member down: %v", err)
+	}
+	setPhase("one member down", 2*time.Second)
 	cluster.Members[1].Stop()
 	setPhase("two members down, within the bound", 3*time.Second)
 	setPhase("two members down", 3*time.Second)
@@ -269,6 +277,13 @@ func TestEtcdClusterFaults(t *testing.T) {
 	setPhase("members back", 6*time.Second)
 	setPhase("recovered", 2*time.Second)
 
+	// What was written with one member down survived the outage.
+	if code, yes := review(minted); code != http.StatusOK || !yes {
+		t.Fatalf("a token minted with one member down: %d %v after recovery", code, yes)
+	}
+	if code, yes := review(revoked2); code != http.StatusOK || yes {
+		t.Fatalf("a token revoked with one member down: %d %v after recovery", code, yes)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	t.Logf("review outcomes by phase: %v", counts)
