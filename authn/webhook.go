@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -33,7 +34,7 @@ type Reviewer interface {
 // Observer is told the outcome of every review, for metrics and audit. A
 // nil Observer is allowed.
 type Observer interface {
-	ObserveReview(res Result, err error)
+	ObserveReview(ctx context.Context, res Result, err error, d time.Duration)
 }
 
 // WebhookHandler answers kube-apiserver's TokenReview webhook.
@@ -93,9 +94,10 @@ func (h *WebhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeStatus(w, status, metav1.StatusReasonBadRequest, msg)
 		return
 	}
+	start := time.Now()
 	res, err := h.reviewer.Review(r.Context(), req.Spec.Token, req.Spec.Audiences)
 	if h.observer != nil {
-		h.observer.ObserveReview(res, err)
+		h.observer.ObserveReview(r.Context(), res, err, time.Since(start))
 	}
 	if err != nil {
 		h.log.WarnContext(r.Context(), "review could not be decided", "jti", res.JTI, "err", err)

@@ -1,6 +1,7 @@
 package authn
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -33,7 +34,9 @@ func TestWebhookStoreDownIs503WithRetryAfter(t *testing.T) {
 // observed records what the handler reports, for metrics and audit.
 type observed struct{ results []Result }
 
-func (o *observed) ObserveReview(res Result, _ error) { o.results = append(o.results, res) }
+func (o *observed) ObserveReview(_ context.Context, res Result, _ error, _ time.Duration) {
+	o.results = append(o.results, res)
+}
 
 func TestWebhookReportsReasons(t *testing.T) {
 	f := newFixture(t)

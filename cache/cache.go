@@ -86,6 +86,8 @@ type Cache struct {
 	watcher  store.Watcher
 	lastSync atomic.Int64
 
+	onRevoke func(ctx context.Context, rev *store.Revocation)
+
 	touchMu sync.Mutex
 	touched map[string]time.Time // jti -> last lastUsedAt written or queued
 	pending map[string]time.Time // jti -> lastUsedAt to write
@@ -132,13 +134,13 @@ func New(s store.Store, opts Options) (*Cache, error) {
 	// Every entry costs 1, so MaxCost counts entries; ristretto's internal
 	// per-entry cost would otherwise cut the bound to a fraction.
 	tokens, err := ristretto.NewCache(&ristretto.Config[string, *Verified]{
-		NumCounters: 10 * opts.MaxEntries, MaxCost: opts.MaxEntries, BufferItems: 64, IgnoreInternalCost: true,
+		NumCounters: 10 * opts.MaxEntries, MaxCost: opts.MaxEntries, BufferItems: 64, IgnoreInternalCost: true, Metrics: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
 	records, err := ristretto.NewCache(&ristretto.Config[string, *store.Record]{
-		NumCounters: 10 * opts.MaxEntries, MaxCost: opts.MaxEntries, BufferItems: 64, IgnoreInternalCost: true,
+		NumCounters: 10 * opts.MaxEntries, MaxCost: opts.MaxEntries, BufferItems: 64, IgnoreInternalCost: true, Metrics: true,
 	})
 	if err != nil {
 		tokens.Close()
@@ -409,7 +411,31 @@ func (c *Cache) Revoke(ctx context.Context, rev *store.Revocation) error {
 		c.records.Del(rev.Target)
 	}
 	_ = c.revocations.Action(watch.Added, &RevocationEvent{Revocation: rev})
+	if c.onRevoke != nil {
+		c.onRevoke(ctx, rev)
+	}
 	return nil
+}
+
+// OnRevoke has f told of every revocation made through this replica, once
+// durable, for metrics and audit. Call it before serving.
+func (c *Cache) OnRevoke(f func(ctx context.Context, rev *store.Revocation)) { c.onRevoke = f }
+
+// HitRatio is the share of verified-token lookups the cache answered.
+func (c *Cache) HitRatio() float64 { return c.tokens.Metrics.Ratio() }
+
+// Evictions counts entries ristretto evicted from both caches.
+func (c *Cache) Evictions() float64 {
+	return float64(c.tokens.Metrics.KeysEvicted() + c.records.Metrics.KeysEvicted())
+}
+
+// SyncAge is how long ago the store's watch last proved this replica
+// current (0 for a store without watches).
+func (c *Cache) SyncAge() time.Duration {
+	if c.watcher == nil {
+		return 0
+	}
+	return c.clock.Now().Sub(time.Unix(0, c.lastSync.Load()))
 }
 
 // PurgeExpired purges expired records from the store and drops index

@@ -54,6 +54,10 @@ type Config struct {
 	WebhookPort int `json:"webhookPort"`
 	// SecurePort serves the issuer API.
 	SecurePort int `json:"securePort"`
+	// MetricsPort serves /metrics and health over plain HTTP (-1: off).
+	MetricsPort int `json:"metricsPort"`
+	// AuditLogPath receives the audit log as JSON lines ("-": stdout; "": off).
+	AuditLogPath string `json:"auditLogPath,omitempty"`
 	// TLS holds the serving certificate and the client CA.
 	TLS TLS `json:"tls"`
 	// WebhookAllowedNames, when set, are the only client certificate common
@@ -208,6 +212,7 @@ func Default() *Config {
 		BindAddress:   "0.0.0.0",
 		WebhookPort:   8443,
 		SecurePort:    9443,
+		MetricsPort:   9090,
 		KeysDir:       "keys",
 		Store:         Store{Type: StoreBolt, Path: filepath.Join("data", "portcullis.db")},
 		Cache:         Cache{MaxEntries: 100_000, Staleness: metav1.Duration{Duration: 30 * time.Second}},
@@ -236,6 +241,8 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.BindAddress, "bind-address", c.BindAddress, "Address the webhook and issuer listeners bind to.")
 	fs.IntVar(&c.WebhookPort, "webhook-port", c.WebhookPort, "Port of the TokenReview webhook (POST /authenticate).")
 	fs.IntVar(&c.SecurePort, "secure-port", c.SecurePort, "Port of the issuer API.")
+	fs.IntVar(&c.MetricsPort, "metrics-port", c.MetricsPort, "Port of /metrics and health, plain HTTP (-1: off).")
+	fs.StringVar(&c.AuditLogPath, "audit-log-path", c.AuditLogPath, "File of the audit log, JSON lines (-: stdout; empty: off).")
 	fs.StringVar(&c.TLS.CertFile, "tls-cert-file", c.TLS.CertFile, "Serving certificate (PEM).")
 	fs.StringVar(&c.TLS.PrivateKeyFile, "tls-private-key-file", c.TLS.PrivateKeyFile, "Serving certificate's private key (PEM).")
 	fs.StringVar(&c.TLS.ClientCAFile, "client-ca-file", c.TLS.ClientCAFile, "CA that verifies client certificates (kube-apiserver at the webhook, users at the issuer).")

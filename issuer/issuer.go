@@ -89,7 +89,12 @@ type Minter struct {
 	records RecordWriter
 	clock   clock.PassiveClock
 	rand    io.Reader
+	onMint  func(ctx context.Context, r *store.Record)
 }
+
+// OnMint has f told of every token minted (not dry runs), for metrics and
+// audit. Call it before serving.
+func (m *Minter) OnMint(f func(ctx context.Context, r *store.Record)) { m.onMint = f }
 
 // NewMinter returns a Minter that writes iss as issuer. clk and random are
 // the injected time and randomness sources.
@@ -198,6 +203,9 @@ func (m *Minter) Mint(ctx context.Context, req Request) (*Token, error) {
 		if err := m.records.CreateRecord(ctx, rec); err != nil {
 			return nil, fmt.Errorf("issuer: record token %s: %w", jti, err)
 		}
+	}
+	if m.onMint != nil {
+		m.onMint(ctx, rec)
 	}
 	return &Token{Value: string(signed), Record: rec}, nil
 }

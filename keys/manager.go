@@ -43,6 +43,16 @@ type ManagerOptions struct {
 	Rand  io.Reader
 	// Logger gets key changes.
 	Logger *slog.Logger
+	// Audit, when set, also gets every key change.
+	Audit *slog.Logger
+}
+
+// changed logs a key change to the logger and the audit log.
+func (m *Manager) changed(level slog.Level, msg, event, kid string, attrs ...any) {
+	m.opts.Logger.Log(context.Background(), level, msg, append([]any{"kid", kid}, attrs...)...)
+	if m.opts.Audit != nil {
+		m.opts.Audit.Info("signing key changed", append([]any{"event", event, "kid", kid}, attrs...)...)
+	}
 }
 
 // Manager changes the ring: rotation, promotion, retirement and pruning,
@@ -64,6 +74,9 @@ func NewManager(ring *Ring, opts ManagerOptions) *Manager {
 	}
 	return &Manager{ring: ring, opts: opts}
 }
+
+// SetAudit has key changes also written to audit. Call it before Run.
+func (m *Manager) SetAudit(audit *slog.Logger) { m.opts.Audit = audit }
 
 // Ring is the managed ring.
 func (m *Manager) Ring() *Ring { return m.ring }
@@ -119,7 +132,7 @@ func (m *Manager) Rotate(alg jwa.SignatureAlgorithm, now bool) (*Key, error) {
 	if err := m.commit(keys); err != nil {
 		return nil, err
 	}
-	m.opts.Logger.Info("signing key added", "kid", key.ID, "alg", alg.String(), "state", key.State, "promoteAt", key.PromoteAt)
+	m.changed(slog.LevelInfo, "signing key added", "key-added", key.ID, "alg", alg.String(), "state", key.State, "promoteAt", key.PromoteAt)
 	return key, nil
 }
 
@@ -155,7 +168,7 @@ func (m *Manager) Step(now time.Time) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		m.opts.Logger.Info("signing key promoted", "kid", next.ID)
+		m.changed(slog.LevelInfo, "signing key promoted", "key-promoted", next.ID)
 		return true, nil
 	}
 	m.mu.Unlock()
@@ -184,7 +197,7 @@ func (m *Manager) Retire(kid string) (*Key, error) {
 		if err := m.commit(keys); err != nil {
 			return nil, err
 		}
-		m.opts.Logger.Warn("signing key retired: its tokens are refused", "kid", kid)
+		m.changed(slog.LevelWarn, "signing key retired: its tokens are refused", "key-retired", kid)
 	}
 	return keys[i], nil
 }
@@ -212,7 +225,7 @@ func (m *Manager) Prune(ctx context.Context, kid string, live LiveTokens) error 
 	if err := m.commit(slices.Delete(keys, i, i+1)); err != nil {
 		return err
 	}
-	m.opts.Logger.Info("signing key pruned", "kid", kid)
+	m.changed(slog.LevelInfo, "signing key pruned", "key-pruned", kid)
 	return nil
 }
 

@@ -65,6 +65,7 @@ func newEnv(tb testing.TB) *env {
 	cfg.BindAddress = "127.0.0.1"
 	cfg.SecurePort = 0
 	cfg.WebhookPort = 0
+	cfg.MetricsPort = 0
 	cfg.UserTokens.MaxPerUser = 0 // the bench creates more than the default limit
 	e := &env{dir: dir, cfg: cfg}
 	e.start(tb)

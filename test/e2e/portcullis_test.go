@@ -48,7 +48,7 @@ func initInstanceHosts(t *testing.T, hosts string) *instance {
 // serve starts `portcullis serve` and waits until /readyz answers ok.
 func (in *instance) serve(t *testing.T, extra ...string) {
 	t.Helper()
-	args := append([]string{"serve", "--config", filepath.Join(in.dir, "portcullis.yaml"), "--bind-address", "127.0.0.1", "--log-level", "debug"}, extra...)
+	args := append([]string{"serve", "--config", filepath.Join(in.dir, "portcullis.yaml"), "--bind-address", "127.0.0.1", "--log-level", "debug", "--metrics-port", "0"}, extra...)
 	in.proc = start(t, portcullisBin, args...)
 	in.waitReady(t)
 }

@@ -68,6 +68,7 @@ func startServer(t *testing.T, mutate func(*config.Config)) *harness {
 	}
 	cfg.BindAddress = "127.0.0.1"
 	cfg.Log.Level = "debug"
+	cfg.MetricsPort = 0 // ephemeral: servers of parallel tests must not share a port
 	if mutate != nil {
 		mutate(cfg)
 	}

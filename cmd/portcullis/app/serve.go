@@ -63,6 +63,18 @@ type Server struct {
 	issuer    *server.Server
 	webhookL  net.Listener
 	issuerL   net.Listener
+	// metrics serves /metrics on its own listener (nil: disabled).
+	metrics     *http.Server
+	metricsL    net.Listener
+	auditCloser io.Closer
+}
+
+// MetricsAddr is where /metrics is served (nil when disabled).
+func (s *Server) MetricsAddr() net.Addr {
+	if s.metricsL == nil {
+		return nil
+	}
+	return s.metricsL.Addr()
 }
 
 // NewServer opens the store, loads the key ring and the revocation index,
@@ -123,8 +135,18 @@ func NewServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 			return nil, fmt.Errorf("serve: client CA: %w", err)
 		}
 	}
+	audit, auditCloser, err := newAuditLogger(cfg.AuditLogPath)
+	if err != nil {
+		return nil, err
+	}
+	s.auditCloser = auditCloser
+	reg, m := s.newRegistry()
+	obs := &observer{metrics: m, audit: audit}
+	minter.OnMint(obs.minted)
+	s.cache.OnRevoke(obs.revoked)
+	s.keys.SetAudit(audit)
 	mux := http.NewServeMux()
-	mux.Handle("/authenticate", authn.NewWebhookHandler(verifier, authn.DefaultMaxBodyBytes, nil, log.With("component", "webhook")))
+	mux.Handle("/authenticate", authn.NewWebhookHandler(verifier, authn.DefaultMaxBodyBytes, obs, log.With("component", "webhook")))
 	s.addHealth(mux)
 	s.webhook = &http.Server{
 		Handler:           mux,
@@ -135,6 +157,12 @@ func NewServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.With("component", "webhook").Handler(), slog.LevelDebug),
+	}
+	if cfg.MetricsPort >= 0 {
+		if s.metricsL, err = net.Listen("tcp", net.JoinHostPort(cfg.BindAddress, strconv.Itoa(cfg.MetricsPort))); err != nil {
+			return nil, fmt.Errorf("serve: metrics listener: %w", err)
+		}
+		s.metrics = &http.Server{Handler: s.metricsHandler(reg), ReadHeaderTimeout: 5 * time.Second}
 	}
 	if s.webhookL, err = net.Listen("tcp", net.JoinHostPort(cfg.BindAddress, strconv.Itoa(cfg.WebhookPort))); err != nil {
 		return nil, fmt.Errorf("serve: webhook listener: %w", err)
@@ -338,6 +366,15 @@ func (s *Server) Run(ctx context.Context) error {
 		return s.webhook.Shutdown(shutdownCtx)
 	})
 	g.Go(func() error { return s.issuer.Run(ctx) })
+	if s.metrics != nil {
+		g.Go(func() error {
+			if err := s.metrics.Serve(s.metricsL); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve: metrics: %w", err)
+			}
+			return nil
+		})
+		g.Go(func() error { <-ctx.Done(); return s.metrics.Close() })
+	}
 	g.Go(func() error { s.purgeLoop(ctx); return nil })
 	g.Go(func() error { s.touchLoop(ctx); return nil })
 	g.Go(func() error { s.cache.Run(ctx, s.log.With("component", "cache")); return nil })
@@ -403,7 +440,10 @@ func (s *Server) close() {
 	if s.store != nil {
 		s.store.Close()
 	}
-	for _, l := range []net.Listener{s.webhookL, s.issuerL} {
+	if s.auditCloser != nil {
+		s.auditCloser.Close()
+	}
+	for _, l := range []net.Listener{s.webhookL, s.issuerL, s.metricsL} {
 		if l != nil {
 			l.Close()
 		}

@@ -1,0 +1,125 @@
+package app
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
+
+	"portcullis.dev/portcullis/authn"
+	"portcullis.dev/portcullis/keys"
+	"portcullis.dev/portcullis/metrics"
+	"portcullis.dev/portcullis/store"
+)
+
+// observer feeds metrics and the audit log from the hooks of the webhook,
+// the minting core and the cache. The audit log never sees a token value:
+// the hooks carry records and results, not tokens.
+type observer struct {
+	metrics *metrics.Metrics
+	audit   *slog.Logger
+}
+
+// caller names who made a request, for the audit log.
+func caller(ctx context.Context) string {
+	if u, ok := genericapirequest.UserFrom(ctx); ok {
+		return u.GetName()
+	}
+	return ""
+}
+
+// ObserveReview implements authn.Observer.
+func (o *observer) ObserveReview(_ context.Context, res authn.Result, err error, d time.Duration) {
+	switch {
+	case err != nil:
+		o.metrics.ObserveReview("undecided", "", d)
+	case res.Authenticated():
+		o.metrics.ObserveReview("authenticated", "", d)
+	default:
+		o.metrics.ObserveReview("refused", string(res.Reason), d)
+		o.audit.Info("review refused", "event", "review-refused", "reason", string(res.Reason), "jti", res.JTI)
+	}
+}
+
+func (o *observer) minted(ctx context.Context, r *store.Record) {
+	o.metrics.ObserveMint(string(r.Kind))
+	o.audit.Info("token minted", "event", "mint", "kind", string(r.Kind), "jti", r.JTI, "subject", r.Subject,
+		"expiresAt", r.ExpiresAt, "by", caller(ctx))
+}
+
+func (o *observer) revoked(ctx context.Context, rev *store.Revocation) {
+	o.metrics.ObserveRevocation(string(rev.Scope))
+	o.audit.Info("revoked", "event", "revoke", "scope", string(rev.Scope), "target", rev.Target, "name", rev.Name,
+		"reason", rev.Reason, "by", caller(ctx))
+}
+
+// newAuditLogger writes JSON lines to path ("-": stdout; "": nowhere).
+func newAuditLogger(path string) (*slog.Logger, io.Closer, error) {
+	var w io.Writer = io.Discard
+	var closer io.Closer = io.NopCloser(nil)
+	switch path {
+	case "":
+	case "-":
+		w = os.Stdout
+	default:
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+		if err != nil {
+			return nil, nil, fmt.Errorf("serve: audit log: %w", err)
+		}
+		w, closer = f, f
+	}
+	return slog.New(slog.NewJSONHandler(w, nil)).With("log", "audit"), closer, nil
+}
+
+// newRegistry registers the process, Go and Portcullis metrics.
+func (s *Server) newRegistry() (*prometheus.Registry, *metrics.Metrics) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+	metrics.GaugeFunc(reg, "portcullis_cache_hit_ratio", "Share of verified-token lookups answered by the cache.", nil, s.cache.HitRatio)
+	metrics.CounterFunc(reg, "portcullis_cache_evictions_total", "Entries evicted from the review caches.", nil, s.cache.Evictions)
+	metrics.GaugeFunc(reg, "portcullis_store_watch_lag_seconds", "Time since the store's watch last proved this replica current.", nil,
+		func() float64 { return s.cache.SyncAge().Seconds() })
+	for _, state := range []keys.State{keys.StateNext, keys.StateActive, keys.StateVerifying, keys.StateRetired} {
+		metrics.GaugeFunc(reg, "portcullis_signing_keys", "Signing keys in the ring, by state.", prometheus.Labels{"state": string(state)},
+			func() float64 {
+				n := 0
+				for _, k := range s.ring.Keys() {
+					if k.State == state {
+						n++
+					}
+				}
+				return float64(n)
+			})
+	}
+	metrics.GaugeFunc(reg, "portcullis_serving_certificate_expiry_timestamp_seconds", "When the serving certificate in use expires (Unix time).", nil,
+		func() float64 {
+			c := s.cert.current.Load()
+			if c == nil || len(c.Certificate) == 0 {
+				return 0
+			}
+			leaf, err := x509.ParseCertificate(c.Certificate[0])
+			if err != nil {
+				return 0
+			}
+			return float64(leaf.NotAfter.Unix())
+		})
+	return reg, m
+}
+
+// metricsHandler serves /metrics and the health endpoints on the metrics listener.
+func (s *Server) metricsHandler(reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	s.addHealth(mux)
+	return mux
+}

@@ -1,0 +1,80 @@
+package app
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"portcullis.dev/portcullis/config"
+)
+
+// scrape returns the value of one metric line (name{labels}) on /metrics.
+func scrape(t *testing.T, h *harness, series string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + h.srv.MetricsAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindSubmatch(body)
+	if m == nil {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(string(m[1]), 64)
+	return v
+}
+
+func TestMetricsAndAuditLog(t *testing.T) {
+	auditPath := filepath.Join(t.TempDir(), "audit.log")
+	h := startServer(t, func(c *config.Config) { c.AuditLogPath = auditPath })
+	tok := h.mint("ns", "sa", 3600).Status.Token
+	if !h.reviewAt(tok) || h.reviewAt("not-a-token") {
+		t.Fatal("reviews")
+	}
+	if err := RunRevoke(context.Background(), &RevokeOptions{ClientOptions: ClientOptions{Kubeconfig: filepath.Join(h.dir, AdminKubeconfig)}, JTI: jtiOf(t, tok)}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	h.reviewAt(tok)
+	h.keysCLI("rotate")
+
+	for series, want := range map[string]float64{
+		`portcullis_tokens_minted_total{kind="serviceaccount"}`:         1,
+		`portcullis_reviews_total{reason="",result="authenticated"}`:    1,
+		`portcullis_reviews_total{reason="malformed",result="refused"}`: 1,
+		`portcullis_reviews_total{reason="revoked",result="refused"}`:   1,
+		`portcullis_revocations_total{scope="jti"}`:                     1,
+		`portcullis_signing_keys{state="next"}`:                         1,
+		`portcullis_signing_keys{state="active"}`:                       1,
+	} {
+		if got := scrape(t, h, series); got != want {
+			t.Errorf("%s = %v, want %v", series, got, want)
+		}
+	}
+	if exp := scrape(t, h, "portcullis_serving_certificate_expiry_timestamp_seconds"); exp < 1.7e9 {
+		t.Errorf("certificate expiry gauge = %v", exp)
+	}
+	if n := scrape(t, h, "portcullis_review_duration_seconds_count"); n < 3 {
+		t.Errorf("review latency histogram counted %v reviews, want 3 or more", n)
+	}
+
+	h.stop()
+	audit, err := os.ReadFile(auditPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, event := range []string{`"event":"mint"`, `"event":"revoke"`, `"event":"review-refused"`, `"event":"key-added"`, `"by":"portcullis-admin"`} {
+		if !strings.Contains(string(audit), event) {
+			t.Errorf("audit log lacks %s:\n%s", event, audit)
+		}
+	}
+	if sig := tok[strings.LastIndexByte(tok, '.')+1:]; strings.Contains(string(audit), sig) {
+		t.Fatal("a token value is in the audit log")
+	}
+}
