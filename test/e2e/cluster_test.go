@@ -38,6 +38,8 @@ type cluster struct {
 	frontProxy struct{ ca, cert, key string }
 	saKey      string
 	tokenFile  string
+	// metricsPort is where Portcullis serves /metrics.
+	metricsPort int
 }
 
 // kubeAPIServer is one running kube-apiserver.
@@ -78,7 +80,10 @@ func newCluster(t *testing.T) *cluster {
 func (c *cluster) servePortcullis(api *kubeAPIServer) {
 	c.t.Helper()
 	kubeconfig := c.kubeconfig(api, portcullisToken)
-	c.portcullis.serve(c.t, "--kubeconfig", kubeconfig,
+	if c.metricsPort == 0 {
+		c.metricsPort = freePorts(c.t, 1)[0]
+	}
+	c.portcullis.serve(c.t, "--kubeconfig", kubeconfig, "--metrics-port", itoa(c.metricsPort),
 		"--requestheader-client-ca-file", c.frontProxy.ca, "--requestheader-allowed-names", frontProxyName)
 }
 

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"encoding/json"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -272,6 +274,29 @@ func TestKubeAPIServer(t *testing.T) {
 		}
 		if out, err := whoami(v1, again); err != nil || !strings.Contains(out, "fedora-vnc-access") {
 			t.Fatalf("a new fedora token (ServiceAccount recreated): %q %v", out, err)
+		}
+	})
+
+	t.Run("metrics counted what the suite did", func(t *testing.T) {
+		resp, err := http.Get("http://127.0.0.1:" + itoa(c.metricsPort) + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		// Counters start with the process: these are the ones the subtests
+		// after the outage subtest (which restarts Portcullis) move.
+		for _, series := range []string{
+			`portcullis_reviews_total{reason="",result="authenticated"}`,
+			`portcullis_tokens_minted_total{kind="serviceaccount"}`,
+			`portcullis_tokens_minted_total{kind="user"}`,
+			`portcullis_tokens_minted_total{kind="vnc"}`,
+			`portcullis_revocations_total{scope="subject"}`,
+		} {
+			m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(series) + ` (\S+)$`).FindSubmatch(body)
+			if m == nil || string(m[1]) == "0" {
+				t.Errorf("%s did not move during the e2e run", series)
+			}
 		}
 	})
 
