@@ -424,6 +424,12 @@ func (c *Cache) OnRevoke(f func(ctx context.Context, rev *store.Revocation)) { c
 // HitRatio is the share of verified-token lookups the cache answered.
 func (c *Cache) HitRatio() float64 { return c.tokens.Metrics.Ratio() }
 
+// Hits counts verified-token lookups the cache answered.
+func (c *Cache) Hits() float64 { return float64(c.tokens.Metrics.Hits()) }
+
+// Misses counts verified-token lookups the cache could not answer.
+func (c *Cache) Misses() float64 { return float64(c.tokens.Metrics.Misses()) }
+
 // Evictions counts entries ristretto evicted from both caches.
 func (c *Cache) Evictions() float64 {
 	return float64(c.tokens.Metrics.KeysEvicted() + c.records.Metrics.KeysEvicted())

@@ -80,12 +80,15 @@ func newAuditLogger(path string) (*slog.Logger, io.Closer, error) {
 	return slog.New(slog.NewJSONHandler(w, nil)).With("log", "audit"), closer, nil
 }
 
-// newRegistry registers the process, Go and Portcullis metrics.
-func (s *Server) newRegistry() (*prometheus.Registry, *metrics.Metrics) {
-	reg := prometheus.NewRegistry()
+// registerMetrics registers the process, Go and Portcullis metrics on the
+// server's registry (the store's were registered when it was opened).
+func (s *Server) registerMetrics() *metrics.Metrics {
+	reg := s.registry
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m := metrics.New(reg)
 	metrics.GaugeFunc(reg, "portcullis_cache_hit_ratio", "Share of verified-token lookups answered by the cache.", nil, s.cache.HitRatio)
+	metrics.CounterFunc(reg, "portcullis_cache_hits_total", "Verified-token lookups the cache answered.", nil, s.cache.Hits)
+	metrics.CounterFunc(reg, "portcullis_cache_misses_total", "Verified-token lookups the cache could not answer.", nil, s.cache.Misses)
 	metrics.CounterFunc(reg, "portcullis_cache_evictions_total", "Entries evicted from the review caches.", nil, s.cache.Evictions)
 	metrics.GaugeFunc(reg, "portcullis_store_watch_lag_seconds", "Time since the store's watch last proved this replica current.", nil,
 		func() float64 { return s.cache.SyncAge().Seconds() })
@@ -113,7 +116,7 @@ func (s *Server) newRegistry() (*prometheus.Registry, *metrics.Metrics) {
 			}
 			return float64(leaf.NotAfter.Unix())
 		})
-	return reg, m
+	return m
 }
 
 // metricsHandler serves /metrics and the health endpoints on the metrics listener.

@@ -60,6 +60,12 @@ func TestMetricsAndAuditLog(t *testing.T) {
 	if exp := scrape(t, h, "portcullis_serving_certificate_expiry_timestamp_seconds"); exp < 1.7e9 {
 		t.Errorf("certificate expiry gauge = %v", exp)
 	}
+	if n := scrape(t, h, `portcullis_store_request_duration_seconds_count{operation="create_record"}`); n < 1 {
+		t.Errorf("store latency histogram counted %v record creations", n)
+	}
+	if n := scrape(t, h, "portcullis_cache_hits_total") + scrape(t, h, "portcullis_cache_misses_total"); n < 3 {
+		t.Errorf("cache hits+misses = %v, want one per review", n)
+	}
 	if n := scrape(t, h, "portcullis_review_duration_seconds_count"); n < 3 {
 		t.Errorf("review latency histogram counted %v reviews, want 3 or more", n)
 	}

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"golang.org/x/sync/errgroup"
@@ -37,6 +38,7 @@ import (
 	"portcullis.dev/portcullis/issuer/tokens"
 	"portcullis.dev/portcullis/issuer/vnc"
 	"portcullis.dev/portcullis/keys"
+	"portcullis.dev/portcullis/metrics"
 	"portcullis.dev/portcullis/store"
 	"portcullis.dev/portcullis/store/bolt"
 	etcdstore "portcullis.dev/portcullis/store/etcd"
@@ -63,6 +65,7 @@ type Server struct {
 	issuer    *server.Server
 	webhookL  net.Listener
 	issuerL   net.Listener
+	registry  *prometheus.Registry
 	// metrics serves /metrics on its own listener (nil: disabled).
 	metrics     *http.Server
 	metricsL    net.Listener
@@ -104,6 +107,8 @@ func NewServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 	if s.store, err = openStore(cfg.Store); err != nil {
 		return nil, err
 	}
+	s.registry = prometheus.NewRegistry()
+	s.store = metrics.InstrumentStore(s.store, s.registry)
 	s.cache, err = cache.New(s.store, cache.Options{
 		MaxEntries: cfg.Cache.MaxEntries, RecordTTL: cfg.Cache.Staleness.Duration, Clock: clk, Rand: random,
 		Shared: cfg.Store.Type == config.StoreEtcd,
@@ -140,7 +145,7 @@ func NewServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 		return nil, err
 	}
 	s.auditCloser = auditCloser
-	reg, m := s.newRegistry()
+	reg, m := s.registry, s.registerMetrics()
 	obs := &observer{metrics: m, audit: audit}
 	minter.OnMint(obs.minted)
 	s.cache.OnRevoke(obs.revoked)
