@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -11,6 +12,7 @@ import (
 
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	sigsjson "sigs.k8s.io/json"
 )
 
 // The TokenReview versions the webhook answers, each in its own version.
@@ -130,13 +132,18 @@ func (h *WebhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // decode reads and checks the request; a non-zero status means it is
 // malformed and says how to answer.
 func (h *WebhookHandler) decode(w http.ResponseWriter, r *http.Request) (*reviewRequest, int, string) {
-	body := http.MaxBytesReader(w, r.Body, h.maxBodyBytes)
-	var req reviewRequest
-	if err := json.NewDecoder(body).Decode(&req); err != nil {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBodyBytes))
+	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			return nil, http.StatusRequestEntityTooLarge, "request body is larger than " + strconv.FormatInt(h.maxBodyBytes, 10) + " bytes"
 		}
+		return nil, http.StatusBadRequest, "request body could not be read"
+	}
+	// Field names match exactly, as kube-apiserver's codecs match them:
+	// encoding/json would let a "TOKEN" key override "token".
+	var req reviewRequest
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(body, &req); err != nil {
 		return nil, http.StatusBadRequest, "request body is not a JSON TokenReview"
 	}
 	if req.APIVersion != TokenReviewV1 && req.APIVersion != TokenReviewV1beta1 {

@@ -54,3 +54,36 @@ func TestWebhookReportsReasons(t *testing.T) {
 		t.Fatalf("observed %+v, want reasons empty and malformed", obs.results)
 	}
 }
+
+// TestWebhookDecodesFieldNamesCaseSensitively: kube-apiserver's codecs match
+// JSON keys exactly, so must the webhook. encoding/json would let "TOKEN"
+// (or "Token") stand in for "token", and the last one of them win.
+func TestWebhookDecodesFieldNamesCaseSensitively(t *testing.T) {
+	f := newFixture(t)
+	tok := f.mint(t, "u", time.Hour)
+	h := NewWebhookHandler(f.verifier, 0, nil, nil)
+	review := func(spec string) (int, bool) {
+		t.Helper()
+		body := `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":` + spec + `}`
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/authenticate", strings.NewReader(body)))
+		var out struct{ Status struct{ Authenticated bool } }
+		_ = json.Unmarshal(rec.Body.Bytes(), &out)
+		return rec.Code, out.Status.Authenticated
+	}
+	for _, tc := range []struct {
+		name, spec string
+		want       bool
+	}{
+		{"token then a differently cased key", `{"token":"` + tok.Value + `","TOKEN":"junk"}`, true},
+		{"only an upper-case key", `{"TOKEN":"` + tok.Value + `"}`, false},
+		{"only a capitalised key", `{"Token":"` + tok.Value + `"}`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, ok := review(tc.spec)
+			if code != http.StatusOK || ok != tc.want {
+				t.Fatalf("status %d authenticated %v, want 200 %v", code, ok, tc.want)
+			}
+		})
+	}
+}
