@@ -101,13 +101,18 @@ type Config struct {
 	ShutdownGracePeriod metav1.Duration `json:"shutdownGracePeriod"`
 }
 
-// TLS is the serving certificate and the CA for client certificates.
+// TLS is the serving certificate and the CAs for client certificates: one
+// per trust boundary, as kube-apiserver keeps --client-ca-file apart from
+// --requestheader-client-ca-file.
 type TLS struct {
 	CertFile       string `json:"certFile"`
 	PrivateKeyFile string `json:"privateKeyFile"`
-	// ClientCAFile verifies client certificates: kube-apiserver's at the
-	// webhook, users' at the issuer.
-	ClientCAFile string `json:"clientCAFile"`
+	// WebhookClientCAFile verifies the webhook's callers (kube-apiserver).
+	// Required: the webhook answers no caller it cannot verify.
+	WebhookClientCAFile string `json:"webhookClientCAFile"`
+	// ClientCAFile verifies users' x509 client certificates at the issuer
+	// (CN = user, O = groups); empty: the issuer takes no client certificates.
+	ClientCAFile string `json:"clientCAFile,omitempty"`
 }
 
 // RequestHeader is the front proxy's CA and headers.
@@ -245,7 +250,8 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&c.AuditLogPath, "audit-log-path", c.AuditLogPath, "File of the audit log, JSON lines (-: stdout; empty: off).")
 	fs.StringVar(&c.TLS.CertFile, "tls-cert-file", c.TLS.CertFile, "Serving certificate (PEM).")
 	fs.StringVar(&c.TLS.PrivateKeyFile, "tls-private-key-file", c.TLS.PrivateKeyFile, "Serving certificate's private key (PEM).")
-	fs.StringVar(&c.TLS.ClientCAFile, "client-ca-file", c.TLS.ClientCAFile, "CA that verifies client certificates (kube-apiserver at the webhook, users at the issuer).")
+	fs.StringVar(&c.TLS.WebhookClientCAFile, "webhook-client-ca-file", c.TLS.WebhookClientCAFile, "CA that verifies the webhook's callers' client certificates (kube-apiserver's); required.")
+	fs.StringVar(&c.TLS.ClientCAFile, "client-ca-file", c.TLS.ClientCAFile, "CA that verifies users' client certificates at the issuer API (CN = user, O = groups); a different CA from --webhook-client-ca-file.")
 	fs.StringSliceVar(&c.WebhookAllowedNames, "webhook-allowed-names", c.WebhookAllowedNames, "Client certificate common names the webhook answers (empty: any certificate the client CA verified).")
 	fs.StringVar(&c.KeysDir, "keys-dir", c.KeysDir, "Directory of the signing key ring.")
 	fs.StringVar(&c.KeyRotation.Algorithm, "key-algorithm", c.KeyRotation.Algorithm, "Algorithm of new signing keys: ES256, EdDSA or RS256.")
@@ -311,12 +317,31 @@ func Load(path string) (*Config, error) {
 }
 
 func (c *Config) resolvePaths(dir string) {
-	for _, p := range []*string{&c.TLS.CertFile, &c.TLS.PrivateKeyFile, &c.TLS.ClientCAFile, &c.KeysDir, &c.Store.Path, &c.Kubeconfig, &c.RequestHeader.ClientCAFile,
+	for _, p := range []*string{&c.TLS.CertFile, &c.TLS.PrivateKeyFile, &c.TLS.ClientCAFile, &c.TLS.WebhookClientCAFile, &c.KeysDir, &c.Store.Path, &c.Kubeconfig, &c.RequestHeader.ClientCAFile,
 		&c.Store.CAFile, &c.Store.CertFile, &c.Store.KeyFile} {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}
 	}
+}
+
+// kubernetesMaxTokenLifetime is the longest lifetime Kubernetes lets a
+// TokenRequest ask for (2^32 s); Portcullis' front doors use it when no cap
+// is configured.
+const kubernetesMaxTokenLifetime = (1 << 32) * time.Second
+
+// LongestTokenLifetime is the longest lifetime any front door can grant
+// with this config: after it, no token minted before a given instant can
+// still be alive.
+func (c *Config) LongestTokenLifetime() time.Duration {
+	tokenRequest, vnc := c.MaxTokenExpiration.Duration, c.VNC.MaxDuration.Duration
+	if tokenRequest == 0 {
+		tokenRequest = kubernetesMaxTokenLifetime
+	}
+	if vnc == 0 {
+		vnc = kubernetesMaxTokenLifetime
+	}
+	return max(tokenRequest, vnc, c.UserTokens.MaxTTL.Duration)
 }
 
 // ClusterConnected reports whether Portcullis talks to a kube-apiserver.
@@ -382,6 +407,12 @@ func (c *Config) Validate() error {
 	}
 	if c.TLS.PrivateKeyFile == "" {
 		bad("tls-private-key-file", "is required: both listeners serve TLS only")
+	}
+	if c.TLS.WebhookClientCAFile == "" {
+		bad("webhook-client-ca-file", "is required: the webhook answers only callers whose client certificate this CA verifies (kube-apiserver's)")
+	}
+	if c.TLS.ClientCAFile != "" && c.TLS.ClientCAFile == c.TLS.WebhookClientCAFile {
+		bad("client-ca-file", "must differ from --webhook-client-ca-file: a certificate made for the webhook must not log in to the issuer")
 	}
 	if c.KeysDir == "" {
 		bad("keys-dir", "is required")

@@ -18,7 +18,7 @@ func TestFlagsWinOverFileOverDefaults(t *testing.T) {
 kind: PortcullisConfiguration
 issuer: https://from-file
 webhookPort: 7443
-tls: {certFile: serving.crt, privateKeyFile: serving.key}
+tls: {certFile: serving.crt, privateKeyFile: serving.key, webhookClientCAFile: webhook-client-ca.crt}
 cache: {staleness: 5s}
 `
 	if err := os.WriteFile(path, []byte(file), 0o600); err != nil {
@@ -66,7 +66,7 @@ func TestValidateReportsEveryProblem(t *testing.T) {
 	if err == nil {
 		t.Fatal("Validate accepted a broken config")
 	}
-	for _, want := range []string{"--service-account-issuer", "--bind-address", "--store-type", "--log-level", "--tls-cert-file", "--feature-gates", "--in-cluster"} {
+	for _, want := range []string{"--service-account-issuer", "--bind-address", "--store-type", "--log-level", "--tls-cert-file", "--feature-gates", "--in-cluster", "--webhook-client-ca-file"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error does not name %s:\n%v", want, err)
 		}
@@ -78,5 +78,17 @@ func TestUnknownFieldInFileIsRefused(t *testing.T) {
 	os.WriteFile(path, []byte("apiVersion: portcullis.dev/v1alpha1\nkind: PortcullisConfiguration\nwebhookPrt: 1\n"), 0o600)
 	if _, err := Load(path); err == nil || !strings.Contains(err.Error(), "webhookPrt") {
 		t.Fatalf("Load = %v, want the misspelt field named", err)
+	}
+}
+
+func TestWebhookAndIssuerClientCAsMustDiffer(t *testing.T) {
+	c := Default()
+	c.TLS = TLS{CertFile: "s.crt", PrivateKeyFile: "s.key", WebhookClientCAFile: "ca.crt", ClientCAFile: "ca.crt"}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "--client-ca-file") {
+		t.Fatalf("Validate = %v; want --client-ca-file named: one CA for both trust boundaries", err)
+	}
+	c.TLS.ClientCAFile = "users-ca.crt"
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
 	}
 }

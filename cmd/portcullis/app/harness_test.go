@@ -225,11 +225,17 @@ func (h *harness) issuerURL(path string) string {
 	return "https://" + h.srv.IssuerAddr().String() + path
 }
 
-// writeCert issues a client certificate from init's CA into the init
-// directory, for a user other than the admin.
+// writeCert issues a client certificate from init's issuer-user CA into the
+// init directory, for a user other than the admin.
 func (h *harness) writeCert(base, cn string, groups ...string) {
 	h.t.Helper()
-	ca := h.loadCA()
+	h.writeCertFrom(clientCABase, base, cn, groups...)
+}
+
+// writeCertFrom issues a client certificate signed by the CA caBase.
+func (h *harness) writeCertFrom(caBase, base, cn string, groups ...string) {
+	h.t.Helper()
+	ca := h.loadCAFrom(caBase)
 	c, err := issueCert(certSpec{commonName: cn, organization: groups, usages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, validFor: time.Hour}, ca, rand.Reader, time.Now())
 	if err != nil {
 		h.t.Fatal(err)
@@ -239,7 +245,13 @@ func (h *harness) writeCert(base, cn string, groups ...string) {
 	}
 }
 
+// loadCA loads init's serving CA.
 func (h *harness) loadCA() *certKey {
+	h.t.Helper()
+	return h.loadCAFrom(caBase)
+}
+
+func (h *harness) loadCAFrom(caBase string) *certKey {
 	h.t.Helper()
 	pair, err := tls.LoadX509KeyPair(filepath.Join(h.dir, caBase+".crt"), filepath.Join(h.dir, caBase+".key"))
 	if err != nil {

@@ -27,6 +27,8 @@ const (
 	WebhookKubeconfig    = "webhook.kubeconfig"
 	AdminKubeconfig      = "admin.kubeconfig"
 	caBase               = "ca"
+	webhookClientCABase  = "webhook-client-ca"
+	clientCABase         = "client-ca"
 	servingBase          = "serving"
 	webhookClientBase    = "kube-apiserver-client"
 	adminBase            = "admin"
@@ -86,7 +88,8 @@ func RunInit(o *InitOptions, out io.Writer, clk clock.PassiveClock, random io.Re
 		return err
 	}
 	written := []string{ConfigFile, WebhookKubeconfig, AdminKubeconfig, "keys",
-		caBase + ".crt", caBase + ".key", servingBase + ".crt", servingBase + ".key",
+		caBase + ".crt", caBase + ".key", webhookClientCABase + ".crt", webhookClientCABase + ".key", clientCABase + ".crt", clientCABase + ".key",
+		servingBase + ".crt", servingBase + ".key",
 		webhookClientBase + ".crt", webhookClientBase + ".key", adminBase + ".crt", adminBase + ".key"}
 	if !o.Force {
 		var existing []string
@@ -103,7 +106,19 @@ func RunInit(o *InitOptions, out io.Writer, clk clock.PassiveClock, random io.Re
 		return fmt.Errorf("init: %w", err)
 	}
 	now := clk.Now()
+	// One CA per trust boundary: serving (what clients trust), webhook
+	// callers (kube-apiserver) and issuer users. A certificate made for one
+	// purpose is refused at the others: kube-apiserver's webhook identity
+	// cannot log in to the issuer and mint itself tokens.
 	ca, err := issueCert(certSpec{commonName: "portcullis-ca", isCA: true, validFor: caValidity}, nil, random, now)
+	if err != nil {
+		return err
+	}
+	webhookCA, err := issueCert(certSpec{commonName: "portcullis-webhook-client-ca", isCA: true, validFor: caValidity}, nil, random, now)
+	if err != nil {
+		return err
+	}
+	clientCA, err := issueCert(certSpec{commonName: "portcullis-client-ca", isCA: true, validFor: caValidity}, nil, random, now)
 	if err != nil {
 		return err
 	}
@@ -111,15 +126,15 @@ func RunInit(o *InitOptions, out io.Writer, clk clock.PassiveClock, random io.Re
 	if err != nil {
 		return err
 	}
-	webhookClient, err := issueCert(certSpec{commonName: WebhookClientName, usages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, validFor: leafValidity}, ca, random, now)
+	webhookClient, err := issueCert(certSpec{commonName: WebhookClientName, usages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, validFor: leafValidity}, webhookCA, random, now)
 	if err != nil {
 		return err
 	}
-	admin, err := issueCert(certSpec{commonName: AdminUser, organization: []string{AdminGroup}, usages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, validFor: leafValidity}, ca, random, now)
+	admin, err := issueCert(certSpec{commonName: AdminUser, organization: []string{AdminGroup}, usages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}, validFor: leafValidity}, clientCA, random, now)
 	if err != nil {
 		return err
 	}
-	for base, c := range map[string]*certKey{caBase: ca, servingBase: serving, webhookClientBase: webhookClient, adminBase: admin} {
+	for base, c := range map[string]*certKey{caBase: ca, webhookClientCABase: webhookCA, clientCABase: clientCA, servingBase: serving, webhookClientBase: webhookClient, adminBase: admin} {
 		if err := c.write(filepath.Join(dir, base)); err != nil {
 			return err
 		}
@@ -154,7 +169,8 @@ func RunInit(o *InitOptions, out io.Writer, clk clock.PassiveClock, random io.Re
 	cfg.Issuer = o.Issuer
 	cfg.APIAudiences = o.APIAudiences
 	cfg.WebhookPort, cfg.SecurePort = o.WebhookPort, o.SecurePort
-	cfg.TLS = config.TLS{CertFile: servingBase + ".crt", PrivateKeyFile: servingBase + ".key", ClientCAFile: caBase + ".crt"}
+	cfg.TLS = config.TLS{CertFile: servingBase + ".crt", PrivateKeyFile: servingBase + ".key",
+		WebhookClientCAFile: webhookClientCABase + ".crt", ClientCAFile: clientCABase + ".crt"}
 	cfg.WebhookAllowedNames = []string{WebhookClientName}
 	cfg.KeysDir = "keys"
 	data, err := cfg.Marshal()

@@ -53,8 +53,10 @@ func (s *servingCert) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 }
 
 // webhookTLS is the webhook listener's TLS: 1.2 or later, a client
-// certificate always required, verified against the (reloadable) client CA
-// when one is set, and its common name checked against allowedNames.
+// certificate always required and verified against the (reloadable) webhook
+// client CA, and its common name checked against allowedNames. There is no
+// way to run it without a CA: an unverified certificate would make the
+// webhook an oracle for stolen tokens.
 func webhookTLS(cert *servingCert, clientCA *dynamiccertificates.DynamicFileCAContent, allowedNames []string) *tls.Config {
 	return &tls.Config{
 		MinVersion:     tls.VersionTLS12,
@@ -65,18 +67,19 @@ func webhookTLS(cert *servingCert, clientCA *dynamiccertificates.DynamicFileCACo
 				return errors.New("webhook: a client certificate is required")
 			}
 			leaf := cs.PeerCertificates[0]
-			if clientCA != nil {
-				opts, ok := clientCA.VerifyOptions()
-				if !ok {
-					return errors.New("webhook: client CA not loaded")
-				}
-				opts.Intermediates = x509.NewCertPool()
-				for _, c := range cs.PeerCertificates[1:] {
-					opts.Intermediates.AddCert(c)
-				}
-				if _, err := leaf.Verify(opts); err != nil {
-					return fmt.Errorf("webhook: client certificate: %w", err)
-				}
+			if clientCA == nil {
+				return errors.New("webhook: no client CA configured")
+			}
+			opts, ok := clientCA.VerifyOptions()
+			if !ok {
+				return errors.New("webhook: client CA not loaded")
+			}
+			opts.Intermediates = x509.NewCertPool()
+			for _, c := range cs.PeerCertificates[1:] {
+				opts.Intermediates.AddCert(c)
+			}
+			if _, err := leaf.Verify(opts); err != nil {
+				return fmt.Errorf("webhook: client certificate: %w", err)
 			}
 			if len(allowedNames) > 0 && !slices.Contains(allowedNames, leaf.Subject.CommonName) {
 				return fmt.Errorf("webhook: client certificate common name %q is not allowed", leaf.Subject.CommonName)
