@@ -15,11 +15,9 @@ import (
 
 	"github.com/dgraph-io/ristretto/v2"
 	"golang.org/x/sync/singleflight"
-	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/utils/clock"
 
+	"portcullis.dev/portcullis/internal/fanout"
 	"portcullis.dev/portcullis/store"
 )
 
@@ -55,13 +53,19 @@ type Options struct {
 	// follows the store's watch (Run) and fails closed when it falls behind
 	// RecordTTL. A store only this process writes (bbolt) needs neither.
 	Shared bool
+	// SubjectMarkLifetime is how long a subject mark must be kept: the
+	// longest lifetime any front door can grant, plus the clock leeway.
+	// After it no token minted before the mark can still be alive, so the
+	// mark is given that expiry and purged with it (0: kept for ever).
+	SubjectMarkLifetime time.Duration
 }
 
 // Cache is the cached, exact view of the store used by reviews.
 type Cache struct {
-	store     store.Store
-	clock     clock.PassiveClock
-	recordTTL time.Duration
+	store        store.Store
+	clock        clock.PassiveClock
+	recordTTL    time.Duration
+	markLifetime time.Duration
 
 	tokens  *ristretto.Cache[string, *Verified]
 	records *ristretto.Cache[string, *store.Record]
@@ -69,17 +73,18 @@ type Cache struct {
 	hmacs   sync.Pool
 
 	mu       sync.RWMutex
-	revoked  map[string]time.Time // jti -> when its record expires (then the entry can go)
-	subjects map[string]time.Time // subject -> tokens issued at or before this are revoked
-	changed  map[string]change    // jti -> the latest record written here after its creation
+	revoked  map[string]time.Time   // jti -> when its record expires (then the entry can go)
+	subjects map[string]subjectMark // subject -> its newest "not before" mark
+	changed  map[string]change      // jti -> the latest record written here after its creation
 	loaded   bool
 	// changes is len(changed), read without the lock: reviews skip the map
 	// (and the lock) while nothing was changed recently.
 	changes atomic.Int64
 
-	// revocations tells watchers of every revocation made through this
-	// replica, after it is durable.
-	revocations *watch.Broadcaster
+	// revocations tells watchers of every revocation this replica learns
+	// of, made through it or (from the store's watch) through another
+	// replica, once durable. Slow watchers are closed, never waited for.
+	revocations *fanout.Broadcaster[*store.Revocation]
 	// watcher reports changes made through any replica (nil: the store has
 	// one writer, this process); lastSync is when it last proved this
 	// replica current (unix ns).
@@ -91,6 +96,13 @@ type Cache struct {
 	touchMu sync.Mutex
 	touched map[string]time.Time // jti -> last lastUsedAt written or queued
 	pending map[string]time.Time // jti -> lastUsedAt to write
+}
+
+// subjectMark is the newest subject revocation: tokens of the subject issued
+// at or before at are revoked; after expires (zero: never) no such token
+// can be alive and the mark can go.
+type subjectMark struct {
+	at, expires time.Time
 }
 
 // change is a record as this replica last wrote it (nil: deleted). A cached
@@ -157,19 +169,20 @@ func New(s store.Store, opts Options) (*Cache, error) {
 		watcher = w
 	}
 	return &Cache{
-		watcher:     watcher,
-		store:       s,
-		clock:       opts.Clock,
-		recordTTL:   opts.RecordTTL,
-		tokens:      tokens,
-		records:     records,
-		hmacs:       sync.Pool{New: func() any { return hmac.New(sha256.New, key) }},
-		revoked:     map[string]time.Time{},
-		subjects:    map[string]time.Time{},
-		changed:     map[string]change{},
-		revocations: watch.NewBroadcaster(256, watch.WaitIfChannelFull),
-		touched:     map[string]time.Time{},
-		pending:     map[string]time.Time{},
+		watcher:      watcher,
+		store:        s,
+		clock:        opts.Clock,
+		recordTTL:    opts.RecordTTL,
+		markLifetime: opts.SubjectMarkLifetime,
+		tokens:       tokens,
+		records:      records,
+		hmacs:        sync.Pool{New: func() any { return hmac.New(sha256.New, key) }},
+		revoked:      map[string]time.Time{},
+		subjects:     map[string]subjectMark{},
+		changed:      map[string]change{},
+		revocations:  fanout.New[*store.Revocation](revocationWatchBuffer),
+		touched:      map[string]time.Time{},
+		pending:      map[string]time.Time{},
 	}, nil
 }
 
@@ -177,57 +190,67 @@ func New(s store.Store, opts Options) (*Cache, error) {
 func (c *Cache) Close() {
 	c.tokens.Close()
 	c.records.Close()
-	c.revocations.Shutdown()
+	c.revocations.Close()
 }
 
-// RevocationEvent is a revocation as WatchRevocations delivers it.
-type RevocationEvent struct{ Revocation *store.Revocation }
+// revocationWatchBuffer is how many revocations a watcher may fall behind
+// before it is closed (its client then lists again).
+const revocationWatchBuffer = 256
 
-// DeepCopyObject lets the event travel through a watch.Broadcaster.
-func (e *RevocationEvent) DeepCopyObject() runtime.Object {
-	c := *e.Revocation
-	return &RevocationEvent{Revocation: &c}
-}
-
-// GetObjectKind lets the event travel through a watch.Broadcaster.
-func (e *RevocationEvent) GetObjectKind() schema.ObjectKind { return schema.EmptyObjectKind }
-
-// WatchRevocations sends every revocation made through this replica from
-// now on, each once it is durable.
-func (c *Cache) WatchRevocations() (watch.Interface, error) {
-	return c.revocations.Watch()
+// WatchRevocations sends every revocation this replica learns of from now
+// on, made through it or through another replica, each once it is durable.
+// A watcher that falls behind is closed.
+func (c *Cache) WatchRevocations() (*fanout.Watcher[*store.Revocation], error) {
+	return c.revocations.Watch(nil)
 }
 
 // Load reads every revocation from the store into the exact index. Reviews
-// fail with ErrNotLoaded until it succeeded once.
+// fail with ErrNotLoaded until it succeeded once. Revocations it finds that
+// the index did not hold (made elsewhere while no watch ran) go to the
+// revocation watchers.
 func (c *Cache) Load(ctx context.Context) error {
 	revs, err := c.store.ListRevocations(ctx)
 	if err != nil {
 		return fmt.Errorf("cache: load revocations: %w", err)
 	}
+	var learned []*store.Revocation
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	for _, rev := range revs {
-		c.applyLocked(rev)
+		if c.applyLocked(rev) {
+			learned = append(learned, rev)
+		}
 	}
 	c.loaded = true
 	c.lastSync.Store(c.clock.Now().UnixNano())
+	c.mu.Unlock()
+	for _, rev := range learned {
+		c.revocations.Send(rev)
+	}
 	return nil
 }
 
-func (c *Cache) applyLocked(rev *store.Revocation) {
+// applyLocked adds rev to the index and reports whether it was new to it.
+func (c *Cache) applyLocked(rev *store.Revocation) bool {
 	switch rev.Scope {
 	case store.ScopeJTI:
 		var exp time.Time
 		if rev.ExpiresAt != nil {
 			exp = *rev.ExpiresAt
 		}
+		_, known := c.revoked[rev.Target]
 		c.revoked[rev.Target] = exp
+		return !known
 	case store.ScopeSubject:
-		if cur, ok := c.subjects[rev.Target]; !ok || rev.Created.After(cur) {
-			c.subjects[rev.Target] = rev.Created
+		if cur, ok := c.subjects[rev.Target]; !ok || rev.Created.After(cur.at) {
+			m := subjectMark{at: rev.Created}
+			if rev.ExpiresAt != nil {
+				m.expires = *rev.ExpiresAt
+			}
+			c.subjects[rev.Target] = m
+			return true
 		}
 	}
+	return false
 }
 
 // TokenKey returns the key a token is cached under: an HMAC-SHA256 under a
@@ -309,7 +332,7 @@ func (c *Cache) Revoked(r *store.Record) (store.Scope, bool, error) {
 	if _, ok := c.revoked[r.JTI]; ok {
 		return store.ScopeJTI, true, nil
 	}
-	if mark, ok := c.subjects[r.Subject]; ok && !r.IssuedAt.After(mark) {
+	if mark, ok := c.subjects[r.Subject]; ok && !r.IssuedAt.After(mark.at) {
 		return store.ScopeSubject, true, nil
 	}
 	return "", false, nil
@@ -399,18 +422,25 @@ func (c *Cache) FlushTouches(ctx context.Context) error {
 }
 
 // Revoke writes rev to the store and, once it is durable, applies it to the
-// index, so this replica refuses the tokens before Revoke returns.
+// index, so this replica refuses the tokens before Revoke returns. A subject
+// mark without an expiry gets one: SubjectMarkLifetime after it.
 func (c *Cache) Revoke(ctx context.Context, rev *store.Revocation) error {
+	if rev.Scope == store.ScopeSubject && rev.ExpiresAt == nil && c.markLifetime > 0 {
+		exp := rev.Created.Add(c.markLifetime)
+		rev.ExpiresAt = &exp
+	}
 	if err := c.store.Revoke(ctx, rev); err != nil {
 		return err
 	}
 	c.mu.Lock()
-	c.applyLocked(rev)
+	learned := c.applyLocked(rev)
 	c.mu.Unlock()
 	if rev.Scope == store.ScopeJTI {
 		c.records.Del(rev.Target)
 	}
-	_ = c.revocations.Action(watch.Added, &RevocationEvent{Revocation: rev})
+	if learned {
+		c.revocations.Send(rev)
+	}
 	if c.onRevoke != nil {
 		c.onRevoke(ctx, rev)
 	}
@@ -456,6 +486,11 @@ func (c *Cache) PurgeExpired(ctx context.Context) (int, error) {
 	for jti, exp := range c.revoked {
 		if !exp.IsZero() && exp.Before(now) {
 			delete(c.revoked, jti)
+		}
+	}
+	for subject, m := range c.subjects {
+		if !m.expires.IsZero() && m.expires.Before(now) {
+			delete(c.subjects, subject)
 		}
 	}
 	c.forgetChangesLocked(now)

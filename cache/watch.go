@@ -91,10 +91,15 @@ func (c *Cache) follow(ctx context.Context) error {
 			c.lastSync.Store(c.clock.Now().UnixNano())
 		case store.EventRevocation:
 			c.mu.Lock()
-			c.applyLocked(e.Revocation)
+			learned := c.applyLocked(e.Revocation)
 			c.mu.Unlock()
 			if e.Revocation.Scope == store.ScopeJTI {
 				c.records.Del(e.Revocation.Target)
+			}
+			// Made through another replica: this replica's watchers
+			// (offline VNC proxies) must learn of it too.
+			if learned {
+				c.revocations.Send(e.Revocation)
 			}
 		case store.EventRecordChanged:
 			c.remember(e.JTI, e.Record)

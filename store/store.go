@@ -86,6 +86,10 @@ type UserToken struct {
 	TTL time.Duration `json:"ttl"`
 	// Disabled tokens are refused.
 	Disabled bool `json:"disabled,omitempty"`
+	// DisabledBy is who disabled the token, and DisabledByAdmin whether
+	// they did so as an admin: then only an admin may enable it again.
+	DisabledBy      string `json:"disabledBy,omitempty"`
+	DisabledByAdmin bool   `json:"disabledByAdmin,omitempty"`
 	// LastUpdated is when the token was created or last edited.
 	LastUpdated time.Time `json:"lastUpdated"`
 	// LastUsedAt is when the token last authenticated (minute precision).
@@ -176,13 +180,39 @@ type Store interface {
 	GetRevocation(ctx context.Context, name string) (*Revocation, error)
 	// ListRevocations returns every stored revocation, in no set order.
 	ListRevocations(ctx context.Context) ([]*Revocation, error)
-	// PurgeExpired deletes records whose ExpiresAt is before now, and the
-	// revocations that expired with them, and says how many records went.
+	// PurgeExpired deletes records whose ExpiresAt is before now, the
+	// revocations whose ExpiresAt is before now, and every subject mark
+	// but the newest of its subject (see SupersededMarks); it says how many
+	// records went.
 	PurgeExpired(ctx context.Context, now time.Time) (int, error)
 	// Ready returns nil when the store can answer reads and writes.
 	Ready(ctx context.Context) error
 	// Close releases the store. Calls after Close return ErrClosed.
 	Close() error
+}
+
+// SupersededMarks returns the subject revocations that a newer mark of the
+// same subject makes redundant: the newest mark refuses every token an
+// older one does, so only it is kept. Of two marks made at the same
+// instant the one with the greater name is kept.
+func SupersededMarks(revs []*Revocation) []*Revocation {
+	newest := map[string]*Revocation{}
+	for _, r := range revs {
+		if r.Scope != ScopeSubject {
+			continue
+		}
+		cur, ok := newest[r.Target]
+		if !ok || r.Created.After(cur.Created) || (r.Created.Equal(cur.Created) && r.Name > cur.Name) {
+			newest[r.Target] = r
+		}
+	}
+	var out []*Revocation
+	for _, r := range revs {
+		if r.Scope == ScopeSubject && newest[r.Target] != r {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // EventType says what an Event reports.

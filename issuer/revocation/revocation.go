@@ -21,9 +21,10 @@ import (
 	"k8s.io/apiserver/pkg/registry/rest"
 	"k8s.io/utils/clock"
 
-	"portcullis.dev/portcullis/cache"
+	"portcullis.dev/portcullis/internal/fanout"
 	v1alpha1 "portcullis.dev/portcullis/issuer/apis/portcullis/v1alpha1"
 	"portcullis.dev/portcullis/issuer/names"
+	"portcullis.dev/portcullis/issuer/status"
 	"portcullis.dev/portcullis/store"
 )
 
@@ -35,7 +36,9 @@ type Revoker interface {
 	Revoke(ctx context.Context, rev *store.Revocation) error
 	Revocation(ctx context.Context, name string) (*store.Revocation, error)
 	Revocations(ctx context.Context) ([]*store.Revocation, error)
-	WatchRevocations() (watch.Interface, error)
+	// WatchRevocations sends every revocation the replica learns of; the
+	// watcher is closed if it falls behind.
+	WatchRevocations() (*fanout.Watcher[*store.Revocation], error)
 }
 
 // REST is the revocations resource.
@@ -93,13 +96,13 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation 
 	if name == "" {
 		suffix, err := names.Suffix(r.rand, 5)
 		if err != nil {
-			return nil, apierrors.NewInternalError(err)
+			return nil, status.Internal(ctx, "failed to name the revocation", err)
 		}
 		name = in.GenerateName + suffix
 	}
 	uid, err := names.UID(r.rand)
 	if err != nil {
-		return nil, apierrors.NewInternalError(err)
+		return nil, status.Internal(ctx, "failed to name the revocation", err)
 	}
 	rev := &store.Revocation{Name: name, UID: uid, Reason: in.Spec.Reason, Created: r.clock.Now()}
 	if u, ok := genericapirequest.UserFrom(ctx); ok {
@@ -120,7 +123,7 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation 
 		return nil, apierrors.NewInvalid(v1alpha1.SchemeGroupVersion.WithKind("Revocation").GroupKind(), name,
 			field.ErrorList{field.NotFound(field.NewPath("spec", "jti"), in.Spec.JTI)})
 	case err != nil:
-		return nil, apierrors.NewServiceUnavailable(fmt.Sprintf("the revocation could not be stored: %v", err))
+		return nil, status.Unavailable(ctx, "the revocation could not be stored", err)
 	}
 	return toAPI(rev), nil
 }
@@ -147,7 +150,7 @@ func (r *REST) Get(ctx context.Context, name string, _ *metav1.GetOptions) (runt
 		return nil, apierrors.NewNotFound(resource, name)
 	}
 	if err != nil {
-		return nil, apierrors.NewServiceUnavailable(fmt.Sprintf("the store cannot answer: %v", err))
+		return nil, status.Unavailable(ctx, "failed to read revocation "+name, err)
 	}
 	return toAPI(rev), nil
 }
@@ -160,7 +163,7 @@ func (r *REST) List(ctx context.Context, options *metainternalversion.ListOption
 	}
 	revs, err := r.revoker.Revocations(ctx)
 	if err != nil {
-		return nil, apierrors.NewServiceUnavailable(fmt.Sprintf("the store cannot answer: %v", err))
+		return nil, status.Unavailable(ctx, "failed to list revocations", err)
 	}
 	sort.Slice(revs, func(i, j int) bool { return revs[i].Name < revs[j].Name })
 	list := &v1alpha1.RevocationList{}
@@ -189,7 +192,7 @@ func (r *REST) Watch(ctx context.Context, _ *metainternalversion.ListOptions) (w
 		revs, err := r.revoker.Revocations(ctx)
 		if err != nil {
 			w.Stop()
-			return nil, apierrors.NewServiceUnavailable(fmt.Sprintf("the store cannot answer: %v", err))
+			return nil, status.Unavailable(ctx, "failed to list revocations", err)
 		}
 		for _, rev := range revs {
 			initial = append(initial, watch.Event{Type: watch.Added, Object: toAPI(rev)})
@@ -202,8 +205,10 @@ func (r *REST) Watch(ctx context.Context, _ *metainternalversion.ListOptions) (w
 	return watch.NewProxyWatcher(forward(ctx, w, out)), nil
 }
 
-// forward turns the cache's events into Revocation objects on out.
-func forward(ctx context.Context, in watch.Interface, out chan watch.Event) chan watch.Event {
+// forward turns the replica's revocations into Revocation objects on out.
+// When the replica closes a watcher that fell behind, out is closed too,
+// and the client lists again.
+func forward(ctx context.Context, in *fanout.Watcher[*store.Revocation], out chan watch.Event) chan watch.Event {
 	go func() {
 		defer close(out)
 		defer in.Stop()
@@ -211,16 +216,12 @@ func forward(ctx context.Context, in watch.Interface, out chan watch.Event) chan
 			select {
 			case <-ctx.Done():
 				return
-			case e, ok := <-in.ResultChan():
+			case rev, ok := <-in.C():
 				if !ok {
 					return
 				}
-				ev, ok := e.Object.(*cache.RevocationEvent)
-				if !ok {
-					continue
-				}
 				select {
-				case out <- watch.Event{Type: watch.Added, Object: toAPI(ev.Revocation)}:
+				case out <- watch.Event{Type: watch.Added, Object: toAPI(rev)}:
 				case <-ctx.Done():
 					return
 				}

@@ -279,8 +279,6 @@ func (s *Store) revoke(rev *store.Revocation) error {
 			}
 			exp := r.ExpiresAt
 			rev.ExpiresAt = &exp
-		} else {
-			rev.ExpiresAt = nil
 		}
 		data, err := json.Marshal(rev)
 		if err != nil {
@@ -349,6 +347,7 @@ func (s *Store) PurgeExpired(_ context.Context, now time.Time) (int, error) {
 			n++
 		}
 		var gone [][]byte
+		var live []*store.Revocation
 		err := revs.ForEach(func(k, v []byte) error {
 			var rev store.Revocation
 			if err := json.Unmarshal(v, &rev); err != nil {
@@ -356,11 +355,16 @@ func (s *Store) PurgeExpired(_ context.Context, now time.Time) (int, error) {
 			}
 			if rev.ExpiresAt != nil && rev.ExpiresAt.Before(now) {
 				gone = append(gone, bytes.Clone(k))
+			} else {
+				live = append(live, &rev)
 			}
 			return nil
 		})
 		if err != nil {
 			return err
+		}
+		for _, rev := range store.SupersededMarks(live) {
+			gone = append(gone, []byte(rev.Name))
 		}
 		for _, k := range gone {
 			if err := revs.Delete(k); err != nil {

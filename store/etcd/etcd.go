@@ -268,7 +268,6 @@ func (s *Store) Revoke(ctx context.Context, rev *store.Revocation) error {
 	for {
 		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(s.revKey(rev.Name)), "=", 0)}
 		var ops []clientv3.Op
-		rev.ExpiresAt = nil
 		if rev.Scope == store.ScopeJTI {
 			r := new(store.Record)
 			modRev, err := s.get(ctx, s.recordKey(rev.Target), r)
@@ -377,11 +376,17 @@ func (s *Store) PurgeExpired(ctx context.Context, now time.Time) (int, error) {
 	if err != nil {
 		return n, err
 	}
+	var live, gone []*store.Revocation
 	for _, rev := range revs {
 		if rev.ExpiresAt != nil && rev.ExpiresAt.Before(now) {
-			if _, err := s.client.Delete(ctx, s.revKey(rev.Name)); err != nil {
-				return n, fmt.Errorf("etcd: purge revocation: %w", err)
-			}
+			gone = append(gone, rev)
+		} else {
+			live = append(live, rev)
+		}
+	}
+	for _, rev := range append(gone, store.SupersededMarks(live)...) {
+		if _, err := s.client.Delete(ctx, s.revKey(rev.Name)); err != nil {
+			return n, fmt.Errorf("etcd: purge revocation: %w", err)
 		}
 	}
 	return n, nil

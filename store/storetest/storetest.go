@@ -52,6 +52,7 @@ func RunTests(t *testing.T, newStore Factory) {
 		{"RevokeSubject", testRevokeSubject},
 		{"RevocationNameTaken", testRevocationNameTaken},
 		{"PurgeExpired", testPurgeExpired},
+		{"PurgeSubjectMarks", testPurgeSubjectMarks},
 		{"Durable", testDurable},
 		{"Concurrent", testConcurrent},
 		{"UserTokenByName", testUserTokenByName},
@@ -256,6 +257,44 @@ func testPurgeExpired(t *testing.T, s store.Store, _ func(*testing.T) store.Stor
 	}
 	if n, err := s.PurgeExpired(ctx(t), base.Add(2*time.Minute)); err != nil || n != 0 {
 		t.Fatalf("second PurgeExpired = %d, %v; want 0", n, err)
+	}
+}
+
+// testPurgeSubjectMarks: a subject keeps only its newest mark (an older
+// one refuses nothing the newer does not), and a mark with an expiry goes
+// once it passed (no token minted before it can still be alive).
+func testPurgeSubjectMarks(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	expiring := func(name, subject string, at, expires time.Time) *store.Revocation {
+		r := revocation(name, store.ScopeSubject, subject, at)
+		r.ExpiresAt = &expires
+		return r
+	}
+	for _, r := range []*store.Revocation{
+		revocation("vm-1", store.ScopeSubject, "vm", base),
+		revocation("vm-2", store.ScopeSubject, "vm", base.Add(time.Minute)),
+		revocation("vm-3", store.ScopeSubject, "vm", base.Add(2*time.Minute)),
+		revocation("other", store.ScopeSubject, "other", base),
+		expiring("short", "short-lived", base, base.Add(time.Hour)),
+		expiring("long", "long-lived", base, base.Add(48*time.Hour)),
+	} {
+		if err := s.Revoke(ctx(t), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.PurgeExpired(ctx(t), base.Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	revs, err := s.ListRevocations(ctx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, r := range revs {
+		names = append(names, r.Name)
+	}
+	slices.Sort(names)
+	if want := []string{"long", "other", "vm-3"}; !slices.Equal(names, want) {
+		t.Fatalf("revocations after purge = %v, want %v", names, want)
 	}
 }
 

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"portcullis.dev/portcullis/authn/vncproxy"
 	"portcullis.dev/portcullis/config"
 	"portcullis.dev/portcullis/internal/testutil"
 )
@@ -374,4 +376,47 @@ func (h *harness) adminKubeconfigFor() string {
 		h.t.Fatal(err)
 	}
 	return path
+}
+
+// TestOfflineProxyLearnsRevocationsMadeOnAnotherReplica: an offline VNC
+// proxy watches replica B's revocations; a VM revoked through replica A
+// must reach it (B learns it from the store's watch and must pass it on).
+func TestOfflineProxyLearnsRevocationsMadeOnAnotherReplica(t *testing.T) {
+	endpoint := testutil.StartEtcd(t)
+	a := startServer(t, func(c *config.Config) {
+		c.Store = config.Store{Type: config.StoreEtcd, Endpoints: []string{endpoint}, Prefix: "/offline/"}
+	})
+	b := a.replica()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	atB := a.restConfig(AdminKubeconfig)
+	atB.Host = b.issuerURL("")
+	offline, err := vncproxy.NewOffline(ctx, vncproxy.OfflineConfig{Issuer: atB, Iss: a.cfg.Issuer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, vm1, _ := a.vncGet(adminBase, "vm1", "?duration=1h")
+	_, vm2, _ := a.vncGet(adminBase, "vm2", "?duration=1h")
+	poll := func(what string, want error) time.Duration {
+		t.Helper()
+		start := time.Now()
+		var err error
+		for range 200 {
+			if err = offline.Check(ctx, vm1, "vms", "vm1"); errors.Is(err, want) || (want == nil && err == nil) {
+				return time.Since(start)
+			}
+			time.Sleep(25 * time.Millisecond)
+		}
+		t.Fatalf("%s: %v, want %v", what, err, want)
+		return 0
+	}
+	poll("synced and good at B", nil)
+	if err := RunVNC(ctx, &VNCOptions{ClientOptions: ClientOptions{Kubeconfig: filepath.Join(a.dir, AdminKubeconfig)}}, []string{"revoke", "vms/vm1"}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	took := poll("VM revoked through A, proxy on B", vncproxy.ErrNotAuthenticated)
+	t.Logf("the proxy on B refused the VM revoked through A %v after the revocation returned", took.Round(time.Millisecond))
+	if err := offline.Check(ctx, vm2, "vms", "vm2"); err != nil {
+		t.Fatalf("another VM's token: %v", err)
+	}
 }

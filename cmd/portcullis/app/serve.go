@@ -112,6 +112,8 @@ func NewServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 	s.cache, err = cache.New(s.store, cache.Options{
 		MaxEntries: cfg.Cache.MaxEntries, RecordTTL: cfg.Cache.Staleness.Duration, Clock: clk, Rand: random,
 		Shared: cfg.Store.Type == config.StoreEtcd,
+		// A subject mark outlives every token it can refuse (leeway included).
+		SubjectMarkLifetime: cfg.LongestTokenLifetime() + authn.DefaultLeeway,
 	})
 	if err != nil {
 		return nil, err
@@ -135,10 +137,8 @@ func NewServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 	if s.cert, err = newServingCert(cfg.TLS.CertFile, cfg.TLS.PrivateKeyFile); err != nil {
 		return nil, err
 	}
-	if cfg.TLS.ClientCAFile != "" {
-		if s.clientCA, err = dynamiccertificates.NewDynamicCAContentFromFile("webhook-client-ca", cfg.TLS.ClientCAFile); err != nil {
-			return nil, fmt.Errorf("serve: client CA: %w", err)
-		}
+	if s.clientCA, err = dynamiccertificates.NewDynamicCAContentFromFile("webhook-client-ca", cfg.TLS.WebhookClientCAFile); err != nil {
+		return nil, fmt.Errorf("serve: --webhook-client-ca-file: %w", err)
 	}
 	audit, auditCloser, err := newAuditLogger(cfg.AuditLogPath)
 	if err != nil {
@@ -351,12 +351,10 @@ func (s *Server) Run(ctx context.Context) error {
 	defer s.close()
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { s.cert.run(ctx); return nil })
-	if s.clientCA != nil {
-		if err := s.clientCA.RunOnce(ctx); err != nil {
-			return fmt.Errorf("serve: client CA: %w", err)
-		}
-		g.Go(func() error { s.clientCA.Run(ctx, 1); return nil })
+	if err := s.clientCA.RunOnce(ctx); err != nil {
+		return fmt.Errorf("serve: webhook client CA: %w", err)
 	}
+	g.Go(func() error { s.clientCA.Run(ctx, 1); return nil })
 	g.Go(func() error {
 		err := s.webhook.ServeTLS(s.webhookL, "", "")
 		if errors.Is(err, http.ErrServerClosed) {

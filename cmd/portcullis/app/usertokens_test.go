@@ -28,7 +28,18 @@ var tokensGVR = extv1.SchemeGroupVersion.WithResource("tokens")
 // tokensAs is the tokens resource as the holder of the named certificate.
 func (h *harness) tokensAs(certBase string) dynamic.NamespaceableResourceInterface {
 	h.t.Helper()
-	cfg := &rest.Config{Host: h.issuerURL(""), TLSClientConfig: rest.TLSClientConfig{
+	return h.tokensClient(certBase, 0)
+}
+
+// tokensAsUnlimited is tokensAs without client-go's client-side rate limit.
+func (h *harness) tokensAsUnlimited(certBase string) dynamic.NamespaceableResourceInterface {
+	h.t.Helper()
+	return h.tokensClient(certBase, -1)
+}
+
+func (h *harness) tokensClient(certBase string, qps float32) dynamic.NamespaceableResourceInterface {
+	h.t.Helper()
+	cfg := &rest.Config{Host: h.issuerURL(""), QPS: qps, TLSClientConfig: rest.TLSClientConfig{
 		CAFile:   filepath.Join(h.dir, caBase+".crt"),
 		CertFile: filepath.Join(h.dir, certBase+".crt"),
 		KeyFile:  filepath.Join(h.dir, certBase+".key"),
