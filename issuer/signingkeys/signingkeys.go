@@ -21,6 +21,7 @@ import (
 	"k8s.io/utils/clock"
 
 	v1alpha1 "portcullis.dev/portcullis/issuer/apis/portcullis/v1alpha1"
+	"portcullis.dev/portcullis/issuer/status"
 	"portcullis.dev/portcullis/keys"
 	"portcullis.dev/portcullis/store"
 )
@@ -102,7 +103,7 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation 
 		return nil, apierrors.NewConflict(resource, "", errors.New("a rotation is already pending: wait for the next key to be promoted"))
 	}
 	if err != nil {
-		return nil, apierrors.NewInternalError(err)
+		return nil, status.Internal(ctx, "failed to rotate the signing key", err)
 	}
 	return r.toAPI(k), nil
 }
@@ -162,7 +163,7 @@ func (r *REST) Update(ctx context.Context, name string, objInfo rest.UpdatedObje
 	}
 	k, err := r.manager.Retire(name)
 	if err != nil {
-		return nil, false, apierrors.NewInternalError(err)
+		return nil, false, status.Internal(ctx, "failed to retire signing key "+name, err)
 	}
 	return r.toAPI(k), false, nil
 }
@@ -188,7 +189,7 @@ func (r *REST) Delete(ctx context.Context, name string, deleteValidation rest.Va
 	case errors.Is(err, keys.ErrUnknownKey):
 		return nil, false, apierrors.NewNotFound(resource, name)
 	case err != nil:
-		return nil, false, apierrors.NewServiceUnavailable(err.Error())
+		return nil, false, status.Unavailable(ctx, "failed to check the key's tokens", err)
 	}
 	return obj, true, nil
 }

@@ -22,6 +22,7 @@ import (
 	"k8s.io/apiserver/pkg/warning"
 
 	"portcullis.dev/portcullis/issuer"
+	"portcullis.dev/portcullis/issuer/status"
 	"portcullis.dev/portcullis/store"
 )
 
@@ -158,7 +159,7 @@ func (r *REST) Create(ctx context.Context, name string, obj runtime.Object, crea
 		DryRun:    slices.Contains(options.DryRun, metav1.DryRunAll),
 	})
 	if err != nil {
-		return nil, apierrors.NewInternalError(fmt.Errorf("failed to generate token: %w", err))
+		return nil, status.Internal(ctx, "failed to generate token", err)
 	}
 	out.CreationTimestamp = metav1.NewTime(tok.Record.IssuedAt)
 	out.Status = authenticationv1.TokenRequestStatus{

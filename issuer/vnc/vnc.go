@@ -23,6 +23,7 @@ import (
 	"portcullis.dev/portcullis/issuer"
 	kubevirtv1 "portcullis.dev/portcullis/issuer/apis/kubevirt/v1"
 	"portcullis.dev/portcullis/issuer/names"
+	"portcullis.dev/portcullis/issuer/status"
 	"portcullis.dev/portcullis/store"
 )
 
@@ -176,7 +177,7 @@ func (r *REST) mint(ctx context.Context, w http.ResponseWriter, req *http.Reques
 			writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound, fmt.Sprintf("VirtualMachine does not exist: %v", err))
 			return
 		case err != nil:
-			writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, fmt.Sprintf("error creating resources: %v", err))
+			status.Write(w, status.Internal(ctx, "error creating the VM's ServiceAccount, Role and RoleBinding", err))
 			return
 		}
 		saClaim["uid"] = uid
@@ -198,7 +199,7 @@ func (r *REST) mint(ctx context.Context, w http.ResponseWriter, req *http.Reques
 		Claims:    map[string]any{"kubernetes.io": map[string]any{"namespace": ns, "serviceaccount": saClaim}},
 	})
 	if err != nil {
-		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, fmt.Sprintf("failed to request token: %v", err))
+		status.Write(w, status.Internal(ctx, "failed to request token", err))
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
@@ -213,12 +214,12 @@ func (r *REST) mint(ctx context.Context, w http.ResponseWriter, req *http.Reques
 func (r *REST) revoke(ctx context.Context, w http.ResponseWriter, ns, vm string) {
 	suffix, err := names.Suffix(r.rand, 5)
 	if err != nil {
-		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, err.Error())
+		status.Write(w, status.Internal(ctx, "failed to name the revocation", err))
 		return
 	}
 	uid, err := names.UID(r.rand)
 	if err != nil {
-		writeStatus(w, http.StatusInternalServerError, metav1.StatusReasonInternalError, err.Error())
+		status.Write(w, status.Internal(ctx, "failed to name the revocation", err))
 		return
 	}
 	rev := &store.Revocation{
@@ -229,7 +230,7 @@ func (r *REST) revoke(ctx context.Context, w http.ResponseWriter, ns, vm string)
 		rev.RevokedBy = u.GetName()
 	}
 	if err := r.revoker.Revoke(ctx, rev); err != nil {
-		writeStatus(w, http.StatusServiceUnavailable, metav1.StatusReasonServiceUnavailable, fmt.Sprintf("the revocation could not be stored: %v", err))
+		status.Write(w, status.Unavailable(ctx, "the revocation could not be stored", err))
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

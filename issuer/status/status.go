@@ -1,0 +1,48 @@
+// Package status turns the issuer's internal failures into the Status errors
+// its APIs answer with: a generic message on the wire, the cause (store
+// paths, etcd endpoints, library errors) only in the log. Clients learn
+// what failed and whether to retry, never how the server is built.
+package status
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
+)
+
+// RetryAfterSeconds is what a 503 asks clients to wait before retrying.
+const RetryAfterSeconds = 1
+
+// Unavailable logs cause and returns a 503 saying only that what could not
+// be done because the store did not answer, and to retry.
+func Unavailable(ctx context.Context, what string, cause error) *apierrors.StatusError {
+	klog.FromContext(ctx).Error(cause, "store did not answer", "operation", what)
+	err := apierrors.NewServiceUnavailable(what + ": the token store cannot answer, retry later")
+	err.ErrStatus.Details = &metav1.StatusDetails{RetryAfterSeconds: RetryAfterSeconds}
+	return err
+}
+
+// Internal logs cause and returns a 500 saying only that what failed.
+func Internal(ctx context.Context, what string, cause error) *apierrors.StatusError {
+	klog.FromContext(ctx).Error(cause, "internal error", "operation", what)
+	return apierrors.NewInternalError(errors.New(what))
+}
+
+// Write writes err as a Kubernetes Status, for handlers outside the generic
+// server's REST machinery (the VNC connect handler).
+func Write(w http.ResponseWriter, err *apierrors.StatusError) {
+	st := err.Status()
+	st.Kind, st.APIVersion = "Status", "v1"
+	w.Header().Set("Content-Type", "application/json")
+	if st.Details != nil && st.Details.RetryAfterSeconds > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(int(st.Details.RetryAfterSeconds)))
+	}
+	w.WriteHeader(int(st.Code))
+	_ = json.NewEncoder(w).Encode(st)
+}
