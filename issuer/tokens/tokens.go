@@ -11,10 +11,13 @@ import (
 	"slices"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	apimachineryvalidation "k8s.io/apimachinery/pkg/api/validation"
 	metainternalversion "k8s.io/apimachinery/pkg/apis/meta/internalversion"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	metav1validation "k8s.io/apimachinery/pkg/apis/meta/v1/validation"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -27,9 +30,11 @@ import (
 	"k8s.io/apiserver/pkg/registry/rest"
 	"k8s.io/utils/clock"
 
+	"portcullis.dev/portcullis/internal/fanout"
 	"portcullis.dev/portcullis/issuer"
 	extv1 "portcullis.dev/portcullis/issuer/apis/ext/v1"
 	"portcullis.dev/portcullis/issuer/names"
+	"portcullis.dev/portcullis/issuer/status"
 	"portcullis.dev/portcullis/store"
 )
 
@@ -41,6 +46,10 @@ var (
 // DefaultMaxTTL is the longest and the default lifetime, as Rancher's
 // auth-token-max-ttl-minutes (90 days).
 const DefaultMaxTTL = 90 * 24 * time.Hour
+
+// MaxDescriptionLength bounds spec.description, in characters: a
+// description labels a token, it is not a place to store data.
+const MaxDescriptionLength = 1024
 
 // credentialIDExtra names the token that authenticated a request.
 const credentialIDExtra = "authentication.kubernetes.io/credential-id"
@@ -77,7 +86,7 @@ type REST struct {
 	opts    Options
 	clock   clock.PassiveClock
 	rand    io.Reader
-	events  *watch.Broadcaster
+	events  *fanout.Broadcaster[watch.Event]
 	seq     sequence
 }
 
@@ -101,7 +110,7 @@ func New(minter Minter, records Records, authz authorizer.Authorizer, opts Optio
 		opts.MaxTTL = DefaultMaxTTL
 	}
 	return &REST{minter: minter, records: records, authz: authz, opts: opts, clock: clk, rand: random,
-		events: watch.NewBroadcaster(256, watch.WaitIfChannelFull)}
+		events: fanout.New[watch.Event](watchBuffer)}
 }
 
 // New implements rest.Storage.
@@ -111,7 +120,7 @@ func (r *REST) New() runtime.Object { return &extv1.Token{} }
 func (r *REST) NewList() runtime.Object { return &extv1.TokenList{} }
 
 // Destroy implements rest.Storage.
-func (r *REST) Destroy() { r.events.Shutdown() }
+func (r *REST) Destroy() { r.events.Close() }
 
 // NamespaceScoped implements rest.Scoper.
 func (r *REST) NamespaceScoped() bool { return false }
@@ -172,7 +181,7 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation 
 	if in.Spec.TTL == 0 {
 		ttl = r.opts.MaxTTL
 	}
-	if errs := r.validateTTL(in.Spec.TTL, ttl); len(errs) > 0 {
+	if errs := append(r.validateTTL(in.Spec.TTL, ttl), validateObject(in)...); len(errs) > 0 {
 		return nil, apierrors.NewInvalid(tokenKind, "", errs)
 	}
 	if createValidation != nil {
@@ -188,7 +197,7 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation 
 	for range 5 {
 		name, uid, err := r.newName()
 		if err != nil {
-			return nil, apierrors.NewInternalError(err)
+			return nil, status.Internal(ctx, "failed to create token", err)
 		}
 		ut := &store.UserToken{
 			Name: name, UID: uid, Description: in.Spec.Description, TokenKind: in.Spec.Kind, TTL: ttl,
@@ -214,7 +223,7 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation 
 			continue // a name taken by another token: draw again
 		}
 		if err != nil {
-			return nil, apierrors.NewInternalError(fmt.Errorf("failed to create token: %w", err))
+			return nil, status.Internal(ctx, "failed to create token", err)
 		}
 		out := r.toAPI(tok.Record, c)
 		out.Status.Value, out.Status.BearerToken = tok.Value, tok.Value
@@ -222,6 +231,18 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation 
 		return out, nil
 	}
 	return nil, apierrors.NewInternalError(errors.New("failed to create token: no free name after 5 tries"))
+}
+
+// validateObject checks what a user may write freely: labels and
+// annotations as kube-apiserver validates them (syntax, 256 KiB of
+// annotations in all) and the description's length.
+func validateObject(in *extv1.Token) field.ErrorList {
+	errs := metav1validation.ValidateLabels(in.Labels, field.NewPath("metadata", "labels"))
+	errs = append(errs, apimachineryvalidation.ValidateAnnotations(in.Annotations, field.NewPath("metadata", "annotations"))...)
+	if n := utf8.RuneCountInString(in.Spec.Description); n > MaxDescriptionLength {
+		errs = append(errs, field.TooLong(field.NewPath("spec", "description"), n, MaxDescriptionLength))
+	}
+	return errs
 }
 
 func (r *REST) validateTTL(asked int64, ttl time.Duration) field.ErrorList {
@@ -233,24 +254,35 @@ func (r *REST) validateTTL(asked int64, ttl time.Duration) field.ErrorList {
 	return nil
 }
 
-// checkLimit refuses a new token when the owner already has MaxPerUser live ones.
+// checkLimit refuses a new token when the store holds MaxPerUser tokens of
+// the owner. The owner's expired tokens are purged first: they would stay
+// until the periodic purge, and counting only live ones would let a user
+// cut ttls to 1 ms and fill the store past the limit.
 func (r *REST) checkLimit(ctx context.Context, owner string) error {
 	if r.opts.MaxPerUser <= 0 {
 		return nil
 	}
 	recs, err := r.records.ListRecords(ctx, store.ListOptions{Subject: owner, Kind: store.KindUser})
 	if err != nil {
-		return apierrors.NewServiceUnavailable(fmt.Sprintf("the store cannot answer: %v", err))
+		return status.Unavailable(ctx, "failed to count the user's tokens", err)
 	}
 	now := r.clock.Now()
-	live := 0
+	held := 0
 	for _, rec := range recs {
 		if now.Before(rec.ExpiresAt) {
-			live++
+			held++
+			continue
+		}
+		switch err := r.records.DeleteRecord(ctx, rec.JTI); {
+		case err == nil:
+			r.emit(watch.Deleted, rec)
+		case errors.Is(err, store.ErrNotFound):
+		default:
+			return status.Unavailable(ctx, "failed to purge the user's expired tokens", err)
 		}
 	}
-	if live >= r.opts.MaxPerUser {
-		return apierrors.NewForbidden(resource, "", fmt.Errorf("user %s already has %d live tokens, the most allowed: delete unused ones first", owner, live))
+	if held >= r.opts.MaxPerUser {
+		return apierrors.NewForbidden(resource, "", fmt.Errorf("user %s already has %d tokens, the most allowed: delete unused ones first", owner, held))
 	}
 	return nil
 }
@@ -269,7 +301,7 @@ func (r *REST) get(ctx context.Context, c caller, name string) (*store.Record, e
 		return nil, apierrors.NewNotFound(resource, name)
 	}
 	if err != nil {
-		return nil, apierrors.NewServiceUnavailable(fmt.Sprintf("the store cannot answer: %v", err))
+		return nil, status.Unavailable(ctx, "failed to read token "+name, err)
 	}
 	return rec, nil
 }
@@ -295,7 +327,7 @@ func (r *REST) list(ctx context.Context, c caller, options *metainternalversion.
 	}
 	recs, err := r.records.ListRecords(ctx, opts)
 	if err != nil {
-		return nil, apierrors.NewServiceUnavailable(fmt.Sprintf("the store cannot answer: %v", err))
+		return nil, status.Unavailable(ctx, "failed to list tokens", err)
 	}
 	ls, fs := selectors(options)
 	return slices.DeleteFunc(recs, func(rec *store.Record) bool { return !matches(rec, ls, fs) }), nil
@@ -365,11 +397,16 @@ func (r *REST) Update(ctx context.Context, name string, objInfo rest.UpdatedObje
 		ttl = r.opts.MaxTTL
 	}
 	errs = append(errs, r.validateTTL(in.Spec.TTL, ttl)...)
+	errs = append(errs, validateObject(in)...)
 	if len(errs) > 0 {
 		return nil, false, apierrors.NewInvalid(tokenKind, name, errs)
 	}
 	if ttl > rec.User.TTL && !c.admin {
 		return nil, false, apierrors.NewForbidden(resource, name, fmt.Errorf("user %s may only reduce spec.ttl; extending it takes an admin", c.user.GetName()))
+	}
+	disabled := in.Spec.Enabled != nil && !*in.Spec.Enabled
+	if err := c.mayEnable(rec, disabled, name); err != nil {
+		return nil, false, err
 	}
 	if updateValidation != nil {
 		if err := updateValidation(ctx, in, old); err != nil {
@@ -380,8 +417,17 @@ func (r *REST) Update(ctx context.Context, name string, objInfo rest.UpdatedObje
 		if strconv.FormatInt(rec.User.Generation, 10) != old.ResourceVersion {
 			return apierrors.NewConflict(resource, name, errors.New("the object has been modified; please apply your changes to the latest version and try again"))
 		}
+		if err := c.mayEnable(rec, disabled, name); err != nil {
+			return err
+		}
+		switch {
+		case disabled && !rec.User.Disabled:
+			rec.User.DisabledBy, rec.User.DisabledByAdmin = c.user.GetName(), c.admin
+		case !disabled:
+			rec.User.DisabledBy, rec.User.DisabledByAdmin = "", false
+		}
 		rec.User.Description = in.Spec.Description
-		rec.User.Disabled = in.Spec.Enabled != nil && !*in.Spec.Enabled
+		rec.User.Disabled = disabled
 		rec.User.TTL = ttl
 		rec.User.Labels, rec.User.Annotations = in.Labels, in.Annotations
 		rec.User.LastUpdated = r.clock.Now()
@@ -399,17 +445,26 @@ func (r *REST) Update(ctx context.Context, name string, objInfo rest.UpdatedObje
 		return r.toAPI(&preview, c), false, nil
 	}
 	updated, err := r.records.UpdateRecord(ctx, rec.JTI, apply)
-	var status apierrors.APIStatus
+	var apiStatus apierrors.APIStatus
 	switch {
-	case errors.As(err, &status):
+	case errors.As(err, &apiStatus):
 		return nil, false, err
 	case errors.Is(err, store.ErrNotFound):
 		return nil, false, apierrors.NewNotFound(resource, name)
 	case err != nil:
-		return nil, false, apierrors.NewServiceUnavailable(fmt.Sprintf("the store cannot answer: %v", err))
+		return nil, false, status.Unavailable(ctx, "failed to update token "+name, err)
 	}
 	r.emit(watch.Modified, updated)
 	return r.toAPI(updated, c), false, nil
+}
+
+// mayEnable refuses to enable a token an admin disabled unless c is an
+// admin too: an admin's decision sticks.
+func (c caller) mayEnable(rec *store.Record, disabled bool, name string) error {
+	if disabled || !rec.User.Disabled || !rec.User.DisabledByAdmin || c.admin {
+		return nil
+	}
+	return apierrors.NewForbidden(resource, name, fmt.Errorf("the token was disabled by an admin (%s); only an admin may enable it", rec.User.DisabledBy))
 }
 
 // immutable names every field of in that differs from old and may not change.
@@ -457,7 +512,7 @@ func (r *REST) delete(ctx context.Context, c caller, rec *store.Record, deleteVa
 	case errors.Is(err, store.ErrNotFound):
 		return nil, false, apierrors.NewNotFound(resource, obj.Name)
 	case err != nil:
-		return nil, false, apierrors.NewServiceUnavailable(fmt.Sprintf("the store cannot answer: %v", err))
+		return nil, false, status.Unavailable(ctx, "failed to delete token "+obj.Name, err)
 	}
 	r.emit(watch.Deleted, rec)
 	return obj, true, nil
