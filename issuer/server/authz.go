@@ -36,11 +36,16 @@ func (publicPathAuthenticator) AuthenticateRequest(req *http.Request) (*authenti
 	return &authenticator.Response{User: &user.DefaultInfo{Name: user.Anonymous, Groups: []string{user.AllUnauthenticated}}}, true, nil
 }
 
-// policy is the built-in authorizer used when no kube-apiserver is configured
-// to ask: admins may do everything, any authenticated user may read
-// discovery and version, anyone may read the public paths.
+// policy is the built-in authorizer: admins may do everything, any
+// authenticated user may read discovery and version, anyone may read the
+// public paths. Standalone (no kube-apiserver to ask) it also lets every
+// authenticated user manage their own user tokens; cluster-connected it
+// says nothing about them, so that RBAC (SubjectAccessReview) decides, and
+// the portcullis:user-tokens ClusterRole means what it says.
 type policy struct {
 	adminGroups []string
+	// standalone is true when there is no SubjectAccessReview to defer to.
+	standalone bool
 }
 
 var _ authenticator.Request = publicPathAuthenticator{}
@@ -56,9 +61,9 @@ func (p policy) authorize(_ context.Context, a authorizer.Attributes) (authorize
 	if slices.ContainsFunc(u.GetGroups(), func(g string) bool { return slices.Contains(p.adminGroups, g) }) {
 		return authorizer.DecisionAllow, "member of an admin group", nil
 	}
-	if a.IsResourceRequest() && isUserTokens(a) && isAuthenticated(u) {
-		// Every user may manage their own tokens; the API shows each user
-		// only their own.
+	if p.standalone && a.IsResourceRequest() && isUserTokens(a) && isAuthenticated(u) {
+		// Standalone, every user may manage their own tokens; the API shows
+		// each user only their own.
 		return authorizer.DecisionAllow, "own user tokens", nil
 	}
 	if !a.IsResourceRequest() {

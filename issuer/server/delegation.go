@@ -87,10 +87,10 @@ func newAuthenticator(info *genericapiserver.AuthenticationInfo, serving *generi
 // paths) and, when cluster-connected, SubjectAccessReview against
 // kube-apiserver, so that RBAC decides the rest.
 func newAuthorizer(opts Options) (authorizer.Authorizer, error) {
-	builtin := policy{adminGroups: opts.AdminGroups}.authorizer()
 	if opts.Kube == nil {
-		return builtin, nil
+		return policy{adminGroups: opts.AdminGroups, standalone: true}.authorizer(), nil
 	}
+	builtin := policy{adminGroups: opts.AdminGroups}.authorizer()
 	sar, err := authorizerfactory.DelegatingAuthorizerConfig{
 		SubjectAccessReviewClient: opts.Kube.AuthorizationV1(),
 		AllowCacheTTL:             delegatedCacheTTL,

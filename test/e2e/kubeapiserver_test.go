@@ -173,6 +173,52 @@ func TestKubeAPIServer(t *testing.T) {
 		}
 	})
 
+	t.Run("user tokens: RBAC decides who may hold them", func(t *testing.T) {
+		issuer := []string{"--server", "https://127.0.0.1:" + itoa(c.portcullis.securePort), "--certificate-authority", filepath.Join(c.portcullis.dir, "ca.crt")}
+		aggregated := []string{"--server", "https://127.0.0.1:" + itoa(v1.port), "--certificate-authority", v1.ca}
+		create := func(base []string) (string, string, error) {
+			return kubectlAt(t, append(base, "--token", bobToken), "apiVersion: ext.cattle.io/v1\nkind: Token\n", nil, "create", "-o", "jsonpath={.metadata.name}", "-f", "-")
+		}
+		// bob holds no binding to portcullis:user-tokens: every verb is 403,
+		// directly and through the aggregation layer.
+		for name, base := range map[string][]string{"issuer": issuer, "aggregation": aggregated} {
+			for verb, args := range map[string][]string{
+				"list":   {"get", "tokens.ext.cattle.io"},
+				"delete": {"delete", "tokens.ext.cattle.io", "token-doesnotexist"},
+			} {
+				if _, stderr, err := kubectlAt(t, append(base, "--token", bobToken), "", nil, args...); err == nil || !strings.Contains(stderr, "Forbidden") {
+					t.Fatalf("%s: bob's %s printed %q, %v; want 403 Forbidden", name, verb, stderr, err)
+				}
+			}
+			if _, stderr, err := create(base); err == nil || !strings.Contains(stderr, "Forbidden") || !strings.Contains(stderr, `User "bob"`) {
+				t.Fatalf("%s: bob's create printed %q, %v; want 403 Forbidden from RBAC", name, stderr, err)
+			}
+		}
+		// Bound to the role, bob gets his token (the delegated authorizer
+		// caches a "no" for 10 s: poll, bounded).
+		c.apply(v1, `apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: portcullis:user-tokens:bob}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: portcullis:user-tokens}
+subjects: [{kind: User, name: bob}]
+`)
+		var out, stderr string
+		var err error
+		for range 60 {
+			if out, stderr, err = create(issuer); err == nil {
+				break
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		if err != nil || !strings.HasPrefix(out, "token-") {
+			t.Fatalf("bob bound to portcullis:user-tokens: create printed %q %q, %v; want 201", out, stderr, err)
+		}
+		name := out
+		if out, stderr, err := kubectlAt(t, append(aggregated, "--token", bobToken), "", nil, "get", "tokens.ext.cattle.io", "-o", "name"); err != nil || strings.TrimSpace(out) != "token.ext.cattle.io/"+name {
+			t.Fatalf("bob lists through aggregation: %q %q %v; want only his token %s", out, stderr, err, name)
+		}
+	})
+
 	t.Run("VNC tokens: the seed's curl, directly and through the aggregation layer", func(t *testing.T) {
 		kubeCA, err := os.ReadFile(v1.ca)
 		if err != nil {
