@@ -58,6 +58,11 @@ type Config struct {
 	MetricsPort int `json:"metricsPort"`
 	// AuditLogPath receives the audit log as JSON lines ("-": stdout; "": off).
 	AuditLogPath string `json:"auditLogPath,omitempty"`
+	// AuditLogMaxSize is the size in megabytes at which the audit log file
+	// is rotated, and AuditLogMaxBackups how many rotated files are kept
+	// (kube-apiserver's --audit-log-maxsize and --audit-log-maxbackup).
+	AuditLogMaxSize    int `json:"auditLogMaxSize,omitempty"`
+	AuditLogMaxBackups int `json:"auditLogMaxBackups,omitempty"`
 	// TLS holds the serving certificate and the client CA.
 	TLS TLS `json:"tls"`
 	// WebhookAllowedNames, when set, are the only client certificate common
@@ -218,6 +223,9 @@ func Default() *Config {
 		WebhookPort:   8443,
 		SecurePort:    9443,
 		MetricsPort:   9090,
+		// The audit log holds at most (1 + backups) × size: 1.1 GB.
+		AuditLogMaxSize:    100,
+		AuditLogMaxBackups: 10,
 		KeysDir:       "keys",
 		Store:         Store{Type: StoreBolt, Path: filepath.Join("data", "portcullis.db")},
 		Cache:         Cache{MaxEntries: 100_000, Staleness: metav1.Duration{Duration: 30 * time.Second}},
@@ -248,6 +256,8 @@ func (c *Config) AddFlags(fs *pflag.FlagSet) {
 	fs.IntVar(&c.SecurePort, "secure-port", c.SecurePort, "Port of the issuer API.")
 	fs.IntVar(&c.MetricsPort, "metrics-port", c.MetricsPort, "Port of /metrics and health, plain HTTP (-1: off).")
 	fs.StringVar(&c.AuditLogPath, "audit-log-path", c.AuditLogPath, "File of the audit log, JSON lines (-: stdout; empty: off).")
+	fs.IntVar(&c.AuditLogMaxSize, "audit-log-maxsize", c.AuditLogMaxSize, "Size in megabytes at which the audit log file is rotated.")
+	fs.IntVar(&c.AuditLogMaxBackups, "audit-log-maxbackup", c.AuditLogMaxBackups, "Rotated audit log files to keep.")
 	fs.StringVar(&c.TLS.CertFile, "tls-cert-file", c.TLS.CertFile, "Serving certificate (PEM).")
 	fs.StringVar(&c.TLS.PrivateKeyFile, "tls-private-key-file", c.TLS.PrivateKeyFile, "Serving certificate's private key (PEM).")
 	fs.StringVar(&c.TLS.WebhookClientCAFile, "webhook-client-ca-file", c.TLS.WebhookClientCAFile, "CA that verifies the webhook's callers' client certificates (kube-apiserver's); required.")
@@ -431,6 +441,12 @@ func (c *Config) Validate() error {
 		}
 	default:
 		bad("store-type", "%q is not a store type (supported: %s, %s)", c.Store.Type, StoreBolt, StoreEtcd)
+	}
+	if c.AuditLogMaxSize <= 0 {
+		bad("audit-log-maxsize", "must be positive: the audit log is rotated by size")
+	}
+	if c.AuditLogMaxBackups < 0 {
+		bad("audit-log-maxbackup", "must not be negative")
 	}
 	if c.Cache.MaxEntries <= 0 {
 		bad("cache-max-entries", "must be positive")

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"gopkg.in/natefinch/lumberjack.v2"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 
 	"portcullis.dev/portcullis/authn"
@@ -37,7 +38,11 @@ func caller(ctx context.Context) string {
 	return ""
 }
 
-// ObserveReview implements authn.Observer.
+// ObserveReview implements authn.Observer. Every review is counted; only
+// refusals of well-formed tokens of ours (their signature verified, so a
+// jti is known: revoked, expired, disabled, wrong audience...) are audited,
+// as those are decisions people act on. Junk that anyone can make
+// kube-apiserver forward is only counted, so it cannot flood the audit log.
 func (o *observer) ObserveReview(_ context.Context, res authn.Result, err error, d time.Duration) {
 	switch {
 	case err != nil:
@@ -46,7 +51,9 @@ func (o *observer) ObserveReview(_ context.Context, res authn.Result, err error,
 		o.metrics.ObserveReview("authenticated", "", d)
 	default:
 		o.metrics.ObserveReview("refused", string(res.Reason), d)
-		o.audit.Info("review refused", "event", "review-refused", "reason", string(res.Reason), "jti", res.JTI)
+		if res.JTI != "" {
+			o.audit.Info("review refused", "event", "review-refused", "reason", string(res.Reason), "jti", res.JTI)
+		}
 	}
 }
 
@@ -62,8 +69,10 @@ func (o *observer) revoked(ctx context.Context, rev *store.Revocation) {
 		"reason", rev.Reason, "by", caller(ctx))
 }
 
-// newAuditLogger writes JSON lines to path ("-": stdout; "": nowhere).
-func newAuditLogger(path string) (*slog.Logger, io.Closer, error) {
+// newAuditLogger writes JSON lines to path ("-": stdout; "": nowhere),
+// rotating the file at maxSizeMB and keeping maxBackups rotated files
+// (lumberjack, as kube-apiserver rotates its audit log).
+func newAuditLogger(path string, maxSizeMB, maxBackups int) (*slog.Logger, io.Closer, error) {
 	var w io.Writer = io.Discard
 	var closer io.Closer = io.NopCloser(nil)
 	switch path {
@@ -71,11 +80,16 @@ func newAuditLogger(path string) (*slog.Logger, io.Closer, error) {
 	case "-":
 		w = os.Stdout
 	default:
+		// Created 0600 before lumberjack opens it (it keeps the mode of a
+		// file that exists), and checked to be writable now, not at the
+		// first event.
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 		if err != nil {
 			return nil, nil, fmt.Errorf("serve: audit log: %w", err)
 		}
-		w, closer = f, f
+		f.Close()
+		l := &lumberjack.Logger{Filename: path, MaxSize: maxSizeMB, MaxBackups: maxBackups}
+		w, closer = l, l
 	}
 	return slog.New(slog.NewJSONHandler(w, nil)).With("log", "audit"), closer, nil
 }

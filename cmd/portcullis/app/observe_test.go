@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -83,4 +84,67 @@ func TestMetricsAndAuditLog(t *testing.T) {
 	if sig := tok[strings.LastIndexByte(tok, '.')+1:]; strings.Contains(string(audit), sig) {
 		t.Fatal("a token value is in the audit log")
 	}
+}
+
+// TestAuditLogCannotBeFlooded: anyone can make kube-apiserver forward junk
+// bearer tokens. 100k junk reviews are counted in metrics but write no audit
+// line; refusals of real tokens of ours are audited, and the file is
+// rotated by size, so it stays bounded either way.
+func TestAuditLogCannotBeFlooded(t *testing.T) {
+	auditPath := filepath.Join(t.TempDir(), "audit.log")
+	h := startServer(t, func(c *config.Config) {
+		c.AuditLogPath, c.AuditLogMaxSize, c.AuditLogMaxBackups = auditPath, 1, 2
+	})
+	review := func(token string) {
+		body := `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"` + token + `"}}`
+		rec := httptest.NewRecorder()
+		h.srv.webhook.Handler.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/authenticate", strings.NewReader(body)))
+		if rec.Code != http.StatusOK {
+			t.Fatalf("review: %d %s", rec.Code, rec.Body)
+		}
+	}
+	good := h.mint("ns", "sa", 3600).Status.Token
+	parts := strings.Split(good, ".")
+	junk := []func(i int) string{
+		func(i int) string { return "junk-" + strconv.Itoa(i) },
+		func(i int) string { return "a.b." + strconv.Itoa(i) },
+		func(i int) string { return parts[0] + "." + parts[1] + ".AAAA" + strconv.Itoa(i) }, // our header and claims, a bad signature
+	}
+	const junkReviews = 100_000
+	for i := range junkReviews {
+		review(junk[i%len(junk)](i))
+	}
+	if n := scrape(t, h, `portcullis_reviews_total{reason="malformed",result="refused"}`) + scrape(t, h, `portcullis_reviews_total{reason="signature",result="refused"}`); n != junkReviews {
+		t.Fatalf("metrics counted %v junk refusals, want %d", n, junkReviews)
+	}
+	if data, _ := os.ReadFile(auditPath); strings.Contains(string(data), "review-refused") {
+		t.Fatalf("junk reviews reached the audit log (%d bytes)", len(data))
+	}
+
+	// A revoked token of ours is audited at every refusal; rotation bounds it.
+	if err := RunRevoke(context.Background(), &RevokeOptions{ClientOptions: ClientOptions{Kubeconfig: filepath.Join(h.dir, AdminKubeconfig)}, JTI: jtiOf(t, good)}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	for range 30_000 {
+		review(good)
+	}
+	files, _ := filepath.Glob(filepath.Join(filepath.Dir(auditPath), "audit*.log"))
+	var total int64
+	for _, f := range files {
+		info, err := os.Stat(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info.Size() > 1<<20 {
+			t.Fatalf("%s is %d bytes, over the 1 MB rotation size", f, info.Size())
+		}
+		total += info.Size()
+	}
+	if len(files) < 2 || len(files) > 3 {
+		t.Fatalf("audit files %v: want the log and at most 2 rotated backups", files)
+	}
+	if data, _ := os.ReadFile(auditPath); !strings.Contains(string(data), `"reason":"revoked"`) {
+		t.Fatal("the refusal of a revoked token of ours was not audited")
+	}
+	t.Logf("30,000 audited refusals: %d files, %d bytes in all", len(files), total)
 }

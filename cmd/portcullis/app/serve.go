@@ -140,7 +140,7 @@ func NewServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 	if s.clientCA, err = dynamiccertificates.NewDynamicCAContentFromFile("webhook-client-ca", cfg.TLS.WebhookClientCAFile); err != nil {
 		return nil, fmt.Errorf("serve: --webhook-client-ca-file: %w", err)
 	}
-	audit, auditCloser, err := newAuditLogger(cfg.AuditLogPath)
+	audit, auditCloser, err := newAuditLogger(cfg.AuditLogPath, cfg.AuditLogMaxSize, cfg.AuditLogMaxBackups)
 	if err != nil {
 		return nil, err
 	}
