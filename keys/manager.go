@@ -1,11 +1,13 @@
 package keys
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -62,6 +64,9 @@ type Manager struct {
 	mu   sync.Mutex
 	ring *Ring
 	opts ManagerOptions
+	// manifest is the ring.json last loaded by Reload, to skip a reload
+	// when nothing changed.
+	manifest []byte
 }
 
 // NewManager manages ring, whose keys were loaded from opts.Dir.
@@ -241,9 +246,34 @@ func (m *Manager) Reload() error {
 	return m.ring.Replace(keys)
 }
 
+// reloadIfChanged reloads the ring when ring.json (through whatever
+// symlinks lead to it) differs from the one last loaded.
+func (m *Manager) reloadIfChanged() error {
+	data, err := os.ReadFile(filepath.Join(m.opts.Dir, RingFile))
+	if err != nil {
+		return fmt.Errorf("keys: read ring: %w", err)
+	}
+	m.mu.Lock()
+	same := bytes.Equal(data, m.manifest)
+	m.mu.Unlock()
+	if same {
+		return nil
+	}
+	if err := m.Reload(); err != nil {
+		return err
+	}
+	m.mu.Lock()
+	m.manifest = data
+	m.mu.Unlock()
+	return nil
+}
+
 // Run steps the rotation every tick and reloads the ring when the key
-// directory changes (file watch, with the tick as a resync), until ctx is
-// done.
+// directory changes, until ctx is done. Any event in the directory
+// triggers a check, and so does every tick, whether or not the file watch
+// works: a Secret volume is updated by kubelet swapping its ..data symlink,
+// an event that names neither ring.json nor a key file, and watches can
+// miss events.
 func (m *Manager) Run(ctx context.Context, tick time.Duration) {
 	watcher, err := fsnotify.NewWatcher()
 	var events <-chan fsnotify.Event
@@ -255,24 +285,21 @@ func (m *Manager) Run(ctx context.Context, tick time.Duration) {
 			m.opts.Logger.Warn("cannot watch the key directory; reloading on each tick", "err", err)
 		}
 	}
+	reload := func() {
+		if err := m.reloadIfChanged(); err != nil {
+			m.opts.Logger.Warn("reloading the key ring failed; keeping the current one", "err", err)
+		}
+	}
 	t := time.NewTicker(tick)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case e := <-events:
-			if e.Op&(fsnotify.Create|fsnotify.Write|fsnotify.Rename) != 0 && e.Name != "" && filepath.Base(e.Name) == RingFile {
-				if err := m.Reload(); err != nil {
-					m.opts.Logger.Warn("reloading the key ring failed; keeping the current one", "err", err)
-				}
-			}
+		case <-events:
+			reload()
 		case <-t.C:
-			if events == nil {
-				if err := m.Reload(); err != nil {
-					m.opts.Logger.Warn("reloading the key ring failed; keeping the current one", "err", err)
-				}
-			}
+			reload()
 			if _, err := m.Step(m.opts.Clock.Now()); err != nil {
 				m.opts.Logger.Error("key rotation step failed", "err", err)
 			}

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -176,4 +177,85 @@ func TestJWKSHasOnlyPublishedPublicKeys(t *testing.T) {
 	if strings.Contains(rec.Body.String(), active.ID) {
 		t.Fatal("a retired key is still published")
 	}
+}
+
+// atomicWriterDir lays keys out as kubelet's AtomicWriter does for a Secret
+// volume: a timestamped directory holding the files, a ..data symlink to
+// it, and one symlink per file through ..data. Calling it again swaps
+// ..data to a new timestamped directory, as a Secret update does.
+type atomicWriterDir struct {
+	t    *testing.T
+	dir  string
+	n    int
+	prev string
+}
+
+func (a *atomicWriterDir) write(keys []*Key) {
+	a.t.Helper()
+	a.n++
+	ts := fmt.Sprintf("..2026_12_02_10_00_%02d.%09d", a.n, a.n)
+	if err := SaveDir(filepath.Join(a.dir, ts), keys); err != nil {
+		a.t.Fatal(err)
+	}
+	tmp := filepath.Join(a.dir, "..data_tmp")
+	if err := os.Symlink(ts, tmp); err != nil {
+		a.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(a.dir, "..data")); err != nil {
+		a.t.Fatal(err)
+	}
+	entries, _ := os.ReadDir(filepath.Join(a.dir, ts))
+	for _, e := range entries {
+		link := filepath.Join(a.dir, e.Name())
+		if _, err := os.Lstat(link); err == nil {
+			continue
+		}
+		if err := os.Symlink(filepath.Join("..data", e.Name()), link); err != nil {
+			a.t.Fatal(err)
+		}
+	}
+	if a.prev != "" {
+		os.RemoveAll(filepath.Join(a.dir, a.prev))
+	}
+	a.prev = ts
+}
+
+// TestRunFollowsSecretVolumeUpdates: a ring rotated by updating the Secret
+// (kubelet swaps ..data; no event names ring.json) is picked up by Run.
+func TestRunFollowsSecretVolumeUpdates(t *testing.T) {
+	clk := testingclock.NewFakeClock(time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))
+	first, err := Generate(jwa.ES256, rand.Reader, clk.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.State = StateActive
+	mount := &atomicWriterDir{t: t, dir: t.TempDir()}
+	mount.write([]*Key{first})
+	loaded, err := LoadDir(mount.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ring, err := NewRing(loaded)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewManager(ring, ManagerOptions{Dir: mount.dir, Clock: clk, Rand: rand.Reader})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go m.Run(ctx, 20*time.Millisecond)
+
+	second, err := Generate(jwa.ES256, rand.Reader, clk.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	second.State = StateNext
+	second.PromoteAt = clk.Now().Add(time.Hour)
+	mount.write([]*Key{first, second})
+	for range 200 {
+		if _, err := ring.VerificationKey(second.ID); err == nil {
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatalf("the ring never picked up the key added by the Secret update: %s", states(ring))
 }
