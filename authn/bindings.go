@@ -2,9 +2,11 @@ package authn
 
 import (
 	"errors"
+	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	corev1listers "k8s.io/client-go/listers/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
 
 	"portcullis.dev/portcullis/store"
 )
@@ -12,32 +14,47 @@ import (
 // ErrBindingsNotSynced means the watch of bound objects has not listed yet.
 var ErrBindingsNotSynced = errors.New("authn: bound objects not synced yet")
 
-// ServiceAccountBindings checks ServiceAccount bindings against an
-// informer's lister: the token is good while a ServiceAccount of that name
-// exists with that uid, as Kubernetes checks its own service account
-// tokens. The informer is watch-driven, so a deletion is seen within the
-// watch's lag. Bindings of other kinds are not checked here.
-type ServiceAccountBindings struct {
-	Lister corev1listers.ServiceAccountLister
+// ObjectBindings checks bindings against watch-driven informers' listers,
+// as Kubernetes checks its own service account tokens: the token is good
+// while an object of that kind, namespace and name exists with that uid and
+// is not being deleted. A deletion is seen within the watch's lag; until
+// every informer listed once, reviews of bound tokens are undecided (fail
+// closed). A kind without a lister is refused.
+type ObjectBindings struct {
+	// Listers are the informers' GenericListers by kind (ServiceAccount,
+	// Pod, Secret, Node): of typed objects or of PartialObjectMetadata.
+	Listers map[string]cache.GenericLister
+	// Synced reports whether every informer listed once.
 	Synced func() bool
 }
 
-var _ Bindings = ServiceAccountBindings{}
+var _ Bindings = ObjectBindings{}
 
 // Exists implements Bindings.
-func (s ServiceAccountBindings) Exists(b *store.BoundObject) (bool, error) {
-	if b.Kind != "ServiceAccount" {
-		return true, nil
+func (o ObjectBindings) Exists(b *store.BoundObject) (bool, error) {
+	lister, ok := o.Listers[b.Kind]
+	if !ok {
+		return false, nil
 	}
-	if !s.Synced() {
+	if !o.Synced() {
 		return false, ErrBindingsNotSynced
 	}
-	sa, err := s.Lister.ServiceAccounts(b.Namespace).Get(b.Name)
+	var obj any
+	var err error
+	if b.Namespace != "" {
+		obj, err = lister.ByNamespace(b.Namespace).Get(b.Name)
+	} else {
+		obj, err = lister.Get(b.Name)
+	}
 	if apierrors.IsNotFound(err) {
 		return false, nil
 	}
 	if err != nil {
 		return false, err
 	}
-	return string(sa.UID) == b.UID && sa.DeletionTimestamp == nil, nil
+	m, ok := obj.(metav1.Object)
+	if !ok {
+		return false, fmt.Errorf("authn: %s lister returned %T", b.Kind, obj)
+	}
+	return string(m.GetUID()) == b.UID && m.GetDeletionTimestamp() == nil, nil
 }

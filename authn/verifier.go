@@ -265,8 +265,18 @@ func (v *Verifier) review(ctx context.Context, token string, requested []string)
 		res.Reason = ReasonRecordExpired
 		return res, nil
 	}
-	if rec.Binding != nil && v.opts.Bindings != nil {
-		switch ok, err := v.opts.Bindings.Exists(rec.Binding); {
+	// The ServiceAccount and the object the token is bound to must still
+	// exist with the uids recorded at minting. Without a way to look them
+	// up (standalone) such a token cannot be vouched for: refused.
+	for _, b := range []*store.BoundObject{rec.ServiceAccount, rec.Binding} {
+		if b == nil {
+			continue
+		}
+		if v.opts.Bindings == nil {
+			res.Reason = ReasonBindingGone
+			return res, nil
+		}
+		switch ok, err := v.opts.Bindings.Exists(b); {
 		case err != nil:
 			return res, fmt.Errorf("authn: bound object: %w", err)
 		case !ok:

@@ -46,6 +46,9 @@ type Request struct {
 	User *store.UserToken
 	// Binding is the object the token is bound to, if any.
 	Binding *store.BoundObject
+	// ServiceAccount is the ServiceAccount a TokenRequest token belongs
+	// to, with its uid (cluster-connected mode).
+	ServiceAccount *store.BoundObject
 	// Claims are extra private claims, such as "kubernetes.io".
 	Claims map[string]any
 	// DryRun signs nothing and records nothing; the answer has no value.
@@ -151,6 +154,8 @@ func (m *Minter) Mint(ctx context.Context, req Request) (*Token, error) {
 		ExpiresAt: recordExp,
 		Binding:   req.Binding,
 		User:      req.User,
+
+		ServiceAccount: req.ServiceAccount,
 	}
 	if req.DryRun {
 		return &Token{Record: rec}, nil

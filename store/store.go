@@ -64,6 +64,10 @@ type Record struct {
 	ExpiresAt time.Time `json:"expiresAt"`
 	// Binding is the object the token is bound to, if any.
 	Binding *BoundObject `json:"binding,omitempty"`
+	// ServiceAccount is the ServiceAccount the token belongs to, with the
+	// uid it had at minting (cluster-connected TokenRequest tokens): the
+	// token dies with it.
+	ServiceAccount *BoundObject `json:"serviceAccount,omitempty"`
 	// RevokedAt is set once the token was revoked by its jti.
 	RevokedAt *time.Time `json:"revokedAt,omitempty"`
 

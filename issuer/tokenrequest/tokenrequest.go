@@ -15,8 +15,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apiserver/pkg/audit"
+	"k8s.io/apiserver/pkg/authentication/serviceaccount"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
 	"k8s.io/apiserver/pkg/warning"
@@ -50,6 +52,11 @@ type Options struct {
 	// MaxExpiration, when set, caps (does not reject) longer requests, as
 	// --service-account-max-token-expiration does.
 	MaxExpiration time.Duration
+	// Cluster, when set, is cluster-connected mode: the ServiceAccount and
+	// the bound object must exist, and their uids are recorded so that a
+	// review refuses the token once either is gone. Standalone there is
+	// nothing to check, so bound tokens are refused.
+	Cluster Cluster
 }
 
 // REST is the serviceaccounts/token subresource.
@@ -125,38 +132,28 @@ func (r *REST) Create(ctx context.Context, name string, obj runtime.Object, crea
 			return nil, err
 		}
 	}
-	binding, bindClaim, err := boundObject(out.Spec.BoundObjectRef)
-	if err != nil {
-		return nil, err
-	}
 	if max := int64(r.opts.MaxExpiration / time.Second); max > 0 && *out.Spec.ExpirationSeconds > max {
 		warning.AddWarning(ctx, "", fmt.Sprintf("requested expiration of %d seconds shortened to %d seconds", *out.Spec.ExpirationSeconds, max))
 		*out.Spec.ExpirationSeconds = max
 	}
+	b, err := r.bind(ctx, ns, name, out.Spec.BoundObjectRef)
+	if err != nil {
+		return nil, err
+	}
 
-	subject := "system:serviceaccount:" + ns + ":" + name
-	kube := map[string]any{
-		"namespace":      ns,
-		"serviceaccount": map[string]string{"name": name},
-	}
-	extra := map[string][]string{}
-	if binding != nil {
-		kube[bindClaim] = map[string]string{"name": binding.Name, "uid": binding.UID}
-		if binding.Kind == "Pod" && binding.Name != "" && binding.UID != "" {
-			extra["authentication.kubernetes.io/pod-name"] = []string{binding.Name}
-			extra["authentication.kubernetes.io/pod-uid"] = []string{binding.UID}
-		}
-	}
+	subject := serviceaccount.MakeUsername(ns, name)
 	tok, err := r.minter.Mint(ctx, issuer.Request{
-		Kind:      store.KindServiceAccount,
-		Subject:   subject,
-		Groups:    []string{"system:serviceaccounts", "system:serviceaccounts:" + ns},
-		Extra:     extra,
-		Audiences: out.Spec.Audiences,
-		Lifetime:  time.Duration(*out.Spec.ExpirationSeconds) * time.Second,
-		Binding:   binding,
-		Claims:    map[string]any{"kubernetes.io": kube},
-		DryRun:    slices.Contains(options.DryRun, metav1.DryRunAll),
+		Kind:           store.KindServiceAccount,
+		Subject:        subject,
+		UID:            b.saUID,
+		Groups:         serviceaccount.MakeGroupNames(ns),
+		Extra:          b.extra,
+		Audiences:      out.Spec.Audiences,
+		Lifetime:       time.Duration(*out.Spec.ExpirationSeconds) * time.Second,
+		Binding:        b.object,
+		ServiceAccount: b.serviceAccount,
+		Claims:         map[string]any{"kubernetes.io": b.claim},
+		DryRun:         slices.Contains(options.DryRun, metav1.DryRunAll),
 	})
 	if err != nil {
 		return nil, status.Internal(ctx, "failed to generate token", err)
@@ -185,24 +182,112 @@ func validateSpec(spec *authenticationv1.TokenRequestSpec) field.ErrorList {
 	return errs
 }
 
-// boundObject accepts the kinds Kubernetes binds tokens to (core v1 Pod,
-// Secret and Node) and records the reference. Checking that the object
-// exists needs the cluster and is done in cluster-connected mode.
-func boundObject(ref *authenticationv1.BoundObjectReference) (*store.BoundObject, string, error) {
+// binding is what a TokenRequest is bound to, as read from the cluster.
+type binding struct {
+	saUID          string
+	serviceAccount *store.BoundObject
+	object         *store.BoundObject
+	extra          map[string][]string
+	claim          map[string]any
+}
+
+// bind checks what the request binds the token to, as kube-apiserver does:
+// cluster-connected, the ServiceAccount must exist (404) and so must the
+// bound Pod, Secret or Node, with the uid given (409) or its uid filled in;
+// a Pod must run as the ServiceAccount. The extras and the kubernetes.io
+// claim come from the objects read, never from the request. Standalone
+// nothing can be checked: a boundObjectRef is refused (422), and the
+// ServiceAccount is not looked up.
+func (r *REST) bind(ctx context.Context, ns, name string, ref *authenticationv1.BoundObjectReference) (*binding, error) {
+	b := &binding{extra: map[string][]string{}, claim: map[string]any{"namespace": ns}}
+	sa := map[string]string{"name": name}
+	b.claim["serviceaccount"] = sa
+	if r.opts.Cluster == nil {
+		if ref != nil {
+			return nil, apierrors.NewInvalid(tokenRequestKind, "", field.ErrorList{field.Forbidden(field.NewPath("spec", "boundObjectRef"),
+				"bound tokens need cluster-connected mode (--kubeconfig or --in-cluster): standalone, Portcullis cannot check that the object exists")})
+		}
+		return b, nil
+	}
+	account, err := r.opts.Cluster.ServiceAccount(ctx, ns, name)
+	if err != nil {
+		return nil, lookupError(ctx, err)
+	}
+	b.saUID, sa["uid"] = string(account.UID), string(account.UID)
+	b.serviceAccount = &store.BoundObject{APIVersion: "v1", Kind: "ServiceAccount", Namespace: ns, Name: name, UID: string(account.UID)}
 	if ref == nil {
-		return nil, "", nil
+		return b, nil
 	}
 	gv, err := schema.ParseGroupVersion(ref.APIVersion)
-	if err != nil {
-		return nil, "", apierrors.NewBadRequest(fmt.Sprintf("cannot bind token to object of type %s", ref.APIVersion))
+	if err != nil || gv.Group != "" {
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("cannot bind token to object of type %s", ref.APIVersion))
 	}
-	gvk := gv.WithKind(ref.Kind)
-	claim := map[string]string{"Pod": "pod", "Secret": "secret", "Node": "node"}[ref.Kind]
-	if gv.Group != "" || claim == "" {
-		return nil, "", apierrors.NewBadRequest(fmt.Sprintf("cannot bind token to object of type %s", gvk.String()))
+	var uid types.UID
+	obj := &store.BoundObject{APIVersion: ref.APIVersion, Kind: ref.Kind, Name: ref.Name}
+	switch ref.Kind {
+	case "Pod":
+		pod, err := r.opts.Cluster.Pod(ctx, ns, ref.Name)
+		if err != nil {
+			return nil, lookupError(ctx, err)
+		}
+		if pod.Spec.ServiceAccountName != name {
+			return nil, apierrors.NewBadRequest(fmt.Sprintf("cannot bind token for serviceaccount %q to pod running with different serviceaccount name.", name))
+		}
+		uid, obj.Namespace = pod.UID, ns
+		b.extra[ExtraPodName] = []string{pod.Name}
+		b.extra[ExtraPodUID] = []string{string(pod.UID)}
+		b.claim["pod"] = map[string]string{"name": pod.Name, "uid": string(pod.UID)}
+		if pod.Spec.NodeName != "" {
+			b.extra[ExtraNodeName] = []string{pod.Spec.NodeName}
+			if node, err := r.opts.Cluster.Node(ctx, pod.Spec.NodeName); err == nil {
+				b.extra[ExtraNodeUID] = []string{string(node.UID)}
+				b.claim["node"] = map[string]string{"name": node.Name, "uid": string(node.UID)}
+			}
+		}
+	case "Secret":
+		secret, err := r.opts.Cluster.Secret(ctx, ns, ref.Name)
+		if err != nil {
+			return nil, lookupError(ctx, err)
+		}
+		uid, obj.Namespace = secret.UID, ns
+		b.claim["secret"] = map[string]string{"name": secret.Name, "uid": string(secret.UID)}
+	case "Node":
+		node, err := r.opts.Cluster.Node(ctx, ref.Name)
+		if err != nil {
+			return nil, lookupError(ctx, err)
+		}
+		uid = node.UID
+		b.extra[ExtraNodeName] = []string{node.Name}
+		b.extra[ExtraNodeUID] = []string{string(node.UID)}
+		b.claim["node"] = map[string]string{"name": node.Name, "uid": string(node.UID)}
+	default:
+		return nil, apierrors.NewBadRequest(fmt.Sprintf("cannot bind token to object of type %s", gv.WithKind(ref.Kind).String()))
 	}
-	return &store.BoundObject{APIVersion: ref.APIVersion, Kind: ref.Kind, Name: ref.Name, UID: string(ref.UID)}, claim, nil
+	if ref.UID != "" && ref.UID != uid {
+		return nil, apierrors.NewConflict(schema.GroupResource{Group: gv.Group, Resource: ref.Kind}, ref.Name,
+			fmt.Errorf("the UID in the bound object reference (%s) does not match the UID in record. The object might have been deleted and then recreated", ref.UID))
+	}
+	obj.UID = string(uid)
+	b.object = obj
+	return b, nil
 }
+
+// lookupError passes a NotFound through (it names the missing object, as
+// kube-apiserver's answer does) and hides any other failure.
+func lookupError(ctx context.Context, err error) error {
+	if apierrors.IsNotFound(err) {
+		return err
+	}
+	return status.Internal(ctx, "failed to read the objects the token is bound to", err)
+}
+
+// The extras a bound token's identity carries, as kube-apiserver sets them.
+const (
+	ExtraPodName  = "authentication.kubernetes.io/pod-name"
+	ExtraPodUID   = "authentication.kubernetes.io/pod-uid"
+	ExtraNodeName = "authentication.kubernetes.io/node-name"
+	ExtraNodeUID  = "authentication.kubernetes.io/node-uid"
+)
 
 // ServiceAccounts is the parent of the token subresource. The generic server
 // needs a parent to know that the subresource is namespaced; it serves no

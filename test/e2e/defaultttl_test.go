@@ -21,6 +21,8 @@ func TestRevocationDelayWithDefaultCacheTTL(t *testing.T) {
 	api := c.startKubeAPIServerCacheTTL(filepath.Join(c.portcullis.dir, "webhook.kubeconfig"), "v1", "")
 	c.servePortcullis(api)
 	admin := filepath.Join(c.portcullis.dir, "admin.kubeconfig")
+	c.kubectlQuiet(api, adminToken, "create", "namespace", "ns")
+	c.kubectlQuiet(api, adminToken, "create", "serviceaccount", "sa", "-n", "ns")
 	out, err := run(t, tool(t, "kubectl"), "--kubeconfig", admin, "create", "token", "sa", "-n", "ns")
 	if err != nil {
 		t.Fatal(err)

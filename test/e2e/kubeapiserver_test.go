@@ -36,8 +36,14 @@ func TestKubeAPIServer(t *testing.T) {
 	kubectl := tool(t, "kubectl")
 
 	// mint uses the real kubectl against the issuer, as the admin.
+	// Cluster-connected, the ServiceAccount must exist, as at kube-apiserver.
+	ensureSA := func(ns, name string) {
+		c.kubectlQuiet(v1, adminToken, "create", "namespace", ns)
+		c.kubectlQuiet(v1, adminToken, "create", "serviceaccount", name, "-n", ns)
+	}
 	mint := func(t *testing.T, ns, name string) string {
 		t.Helper()
+		ensureSA(ns, name)
 		out, err := run(t, kubectl, "--kubeconfig", admin, "create", "token", name, "-n", ns)
 		if err != nil {
 			t.Fatal(err)
@@ -320,6 +326,90 @@ subjects: [{kind: User, name: bob}]
 		}
 		if out, err := whoami(v1, again); err != nil || !strings.Contains(out, "fedora-vnc-access") {
 			t.Fatalf("a new fedora token (ServiceAccount recreated): %q %v", out, err)
+		}
+	})
+
+	t.Run("bound tokens die with their Pod and their ServiceAccount", func(t *testing.T) {
+		// reviewDirect asks Portcullis' webhook itself (as kube-apiserver
+		// does, with its client certificate): no kube-apiserver cache between.
+		reviewDirect := func(token string) bool {
+			t.Helper()
+			out, err := runQuiet("curl", "-sS", "--cacert", filepath.Join(c.portcullis.dir, "ca.crt"),
+				"--cert", filepath.Join(c.portcullis.dir, "kube-apiserver-client.crt"), "--key", filepath.Join(c.portcullis.dir, "kube-apiserver-client.key"),
+				"https://127.0.0.1:"+itoa(c.portcullis.webhookPort)+"/authenticate",
+				"-d", `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"`+token+`"}}`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return strings.Contains(out, `"authenticated":true`)
+		}
+		refusedSoon := func(what, token string) {
+			t.Helper()
+			for range 200 {
+				if !reviewDirect(token) {
+					return
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			t.Fatalf("%s: the token still authenticates", what)
+		}
+		ensureSA("apps", "web")
+		ensureSA("apps", "deployer")
+		c.apply(v1, `apiVersion: v1
+kind: Pod
+metadata: {name: web-0, namespace: apps}
+spec:
+  serviceAccountName: web
+  automountServiceAccountToken: false
+  containers: [{name: c, image: registry.example/web:1}]
+`)
+		createToken := func(args ...string) (string, error) {
+			out, err := runQuiet(kubectl, append([]string{"--kubeconfig", admin, "create", "token", "-n", "apps"}, args...)...)
+			return strings.TrimSpace(out), err
+		}
+		if _, err := createToken("nobody"); err == nil || !strings.Contains(err.Error(), "NotFound") && !strings.Contains(err.Error(), "not found") {
+			t.Fatalf("a token for a ServiceAccount that does not exist: %v; want 404", err)
+		}
+		if _, err := createToken("web", "--bound-object-kind", "Pod", "--bound-object-name", "ghost"); err == nil || !strings.Contains(err.Error(), "not found") {
+			t.Fatalf("a token bound to a Pod that does not exist: %v; want 404", err)
+		}
+		if _, err := createToken("web", "--bound-object-kind", "Pod", "--bound-object-name", "web-0", "--bound-object-uid", "0000-wrong"); err == nil || !strings.Contains(err.Error(), "UID") {
+			t.Fatalf("a token bound to the Pod with the wrong uid: %v; want 409", err)
+		}
+		used, err := createToken("web", "--bound-object-kind", "Pod", "--bound-object-name", "web-0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		podUID, _ := c.kubectlQuiet(v1, adminToken, "get", "pod", "web-0", "-n", "apps", "-o", "jsonpath={.metadata.uid}")
+		out, err := c.kubectlQuiet(v1, used, "auth", "whoami", "-o", "json")
+		if err != nil || !strings.Contains(out, "system:serviceaccount:apps:web") || !strings.Contains(out, podUID) || !strings.Contains(out, `"web-0"`) {
+			t.Fatalf("whoami with a Pod-bound token: %q %v; want the ServiceAccount and the Pod's name and uid", out, err)
+		}
+		unused, err := createToken("web", "--bound-object-kind", "Pod", "--bound-object-name", "web-0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.kubectlQuiet(v1, adminToken, "delete", "pod", "web-0", "-n", "apps", "--wait=false"); err != nil {
+			t.Fatal(err)
+		}
+		refusedSoon("the Pod deleted", unused)
+		if _, err := c.kubectlQuiet(v1, unused, "auth", "whoami"); err == nil || !strings.Contains(err.Error(), "Unauthorized") {
+			t.Fatalf("kube-apiserver with a token of a deleted Pod: %v; want 401", err)
+		}
+
+		deployer, err := createToken("deployer")
+		if err != nil || !reviewDirect(deployer) {
+			t.Fatalf("a token of an existing ServiceAccount: %v", err)
+		}
+		if _, err := c.kubectlQuiet(v1, adminToken, "delete", "serviceaccount", "deployer", "-n", "apps"); err != nil {
+			t.Fatal(err)
+		}
+		refusedSoon("the ServiceAccount deleted", deployer)
+		// Recreated under the same name it is another ServiceAccount (new uid).
+		ensureSA("apps", "deployer")
+		time.Sleep(time.Second)
+		if reviewDirect(deployer) {
+			t.Fatal("a token of a deleted ServiceAccount authenticates again once one of the same name is created")
 		}
 	})
 

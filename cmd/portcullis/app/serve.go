@@ -18,13 +18,16 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apiserver/pkg/authentication/serviceaccount"
 	"k8s.io/apiserver/pkg/server/dynamiccertificates"
 	"k8s.io/apiserver/pkg/server/healthz"
 	genericoptions "k8s.io/apiserver/pkg/server/options"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/metadata"
+	"k8s.io/client-go/metadata/metadatainformer"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
@@ -56,8 +59,10 @@ type Server struct {
 	store store.Store
 	cache *cache.Cache
 	ring  *keys.Ring
-	// informers watch the cluster in cluster-connected mode (nil standalone).
-	informers informers.SharedInformerFactory
+	// informers and metadataInformers watch the cluster in
+	// cluster-connected mode (nil standalone).
+	informers         informers.SharedInformerFactory
+	metadataInformers metadatainformer.SharedInformerFactory
 	keys      *keys.Manager
 	cert      *servingCert
 	clientCA  *dynamiccertificates.DynamicFileCAContent
@@ -128,7 +133,7 @@ func NewServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 	}
 	var bindings authn.Bindings
 	if kube != nil {
-		s.informers, bindings = s.watchVNCAccess(kube.client, log)
+		bindings = s.watchBindings(kube, log)
 	}
 	verifier := authn.NewVerifier(s.ring, s.cache, authn.VerifierOptions{
 		Issuer: cfg.Issuer, APIAudiences: cfg.APIAudiences, Clock: clk, Logger: log.With("component", "verifier"), Bindings: bindings,
@@ -180,9 +185,11 @@ func NewServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 		APIAudiences: cfg.APIAudiences, Audience: cfg.VNC.Audience,
 	}
 	var kubeClient kubernetes.Interface
+	tokenRequest := tokenrequest.Options{APIAudiences: cfg.APIAudiences, MaxExpiration: cfg.MaxTokenExpiration.Duration}
 	if kube != nil {
 		kubeClient = kube.client
 		vncOpts.Cluster = vnc.KubeCluster{Client: kube.client, Dynamic: kube.dynamic}
+		tokenRequest.Cluster = tokenrequest.KubeCluster{Client: kube.client, Metadata: kube.metadata}
 	}
 	s.issuer, err = server.New(server.Options{
 		Listener:     s.issuerL,
@@ -202,7 +209,7 @@ func NewServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 		AdminGroups:        cfg.AdminGroups,
 		TokenAuthenticator: verifier,
 		Minter:             minter,
-		TokenRequest:       tokenrequest.Options{APIAudiences: cfg.APIAudiences, MaxExpiration: cfg.MaxTokenExpiration.Duration},
+		TokenRequest:       tokenRequest,
 		Revoker:            s.cache,
 		Keys:               s.keys,
 		VNC:                vncOpts,
@@ -259,8 +266,9 @@ func openStore(c config.Store) (store.Store, error) {
 
 // kube is the clients of cluster-connected mode.
 type kube struct {
-	client  kubernetes.Interface
-	dynamic dynamic.Interface
+	client   kubernetes.Interface
+	dynamic  dynamic.Interface
+	metadata metadata.Interface
 }
 
 // kubeClients returns the clients of cluster-connected mode, nil when standalone.
@@ -278,35 +286,60 @@ func kubeClients(cfg *config.Config) (*kube, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &kube{client: c, dynamic: d}, nil
+	m, err := metadata.NewForConfig(rc)
+	if err != nil {
+		return nil, err
+	}
+	return &kube{client: c, dynamic: d, metadata: m}, nil
 }
 
-// watchVNCAccess watches the <vm>-vnc-access ServiceAccounts Portcullis
-// created. The verifier checks VNC tokens against it (deleted or recreated:
-// refused), and each deletion is also written as a durable "not before"
-// mark on the VM's identity, so offline verifiers watching revocations
-// learn of it too.
-func (s *Server) watchVNCAccess(client kubernetes.Interface, log *slog.Logger) (informers.SharedInformerFactory, authn.Bindings) {
-	factory := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-		o.LabelSelector = vnc.ManagedByLabel + "=portcullis"
-	}))
-	sas := factory.Core().V1().ServiceAccounts()
-	_, _ = sas.Informer().AddEventHandler(toolscache.ResourceEventHandlerFuncs{DeleteFunc: func(obj any) {
+// watchBindings starts nothing yet: it sets up the informers that reviews
+// check bound tokens against (cluster-connected mode) — every
+// ServiceAccount, and the metadata of Pods, Secrets and Nodes (never secret
+// data) — and returns what checks them. Each deletion of a <vm>-vnc-access
+// ServiceAccount Portcullis created is also written as a durable "not
+// before" mark on the VM's identity, so offline verifiers watching
+// revocations learn of it too.
+func (s *Server) watchBindings(k *kube, log *slog.Logger) authn.Bindings {
+	s.informers = informers.NewSharedInformerFactory(k.client, 0)
+	s.metadataInformers = metadatainformer.NewSharedInformerFactory(k.metadata, 0)
+	sas := s.informers.Core().V1().ServiceAccounts().Informer()
+	_, _ = sas.AddEventHandler(toolscache.ResourceEventHandlerFuncs{DeleteFunc: func(obj any) {
 		if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
 			obj = tomb.Obj
 		}
 		sa, ok := obj.(*corev1.ServiceAccount)
-		if !ok {
+		if !ok || sa.Labels[vnc.ManagedByLabel] != "portcullis" {
 			return
 		}
-		subject := "system:serviceaccount:" + sa.Namespace + ":" + sa.Name
+		subject := serviceaccount.MakeUsername(sa.Namespace, sa.Name)
 		rev := &store.Revocation{Name: "sa-" + string(sa.UID), UID: string(sa.UID), Scope: store.ScopeSubject, Target: subject,
 			Reason: "ServiceAccount deleted", RevokedBy: "portcullis", Created: s.clock.Now()}
 		if err := s.cache.Revoke(context.Background(), rev); err != nil && !errors.Is(err, store.ErrExists) {
 			log.Error("recording the deletion of a VNC ServiceAccount failed", "serviceaccount", sa.Namespace+"/"+sa.Name, "err", err)
 		}
 	}})
-	return factory, authn.ServiceAccountBindings{Lister: sas.Lister(), Synced: sas.Informer().HasSynced}
+	listers := map[string]toolscache.GenericLister{
+		"ServiceAccount": toolscache.NewGenericLister(sas.GetIndexer(), corev1.Resource("serviceaccounts")),
+	}
+	synced := []toolscache.InformerSynced{sas.HasSynced}
+	for kind, gvr := range map[string]schema.GroupVersionResource{
+		"Pod":    corev1.SchemeGroupVersion.WithResource("pods"),
+		"Secret": tokenrequest.SecretsGVR,
+		"Node":   corev1.SchemeGroupVersion.WithResource("nodes"),
+	} {
+		inf := s.metadataInformers.ForResource(gvr)
+		listers[kind] = inf.Lister()
+		synced = append(synced, inf.Informer().HasSynced)
+	}
+	return authn.ObjectBindings{Listers: listers, Synced: func() bool {
+		for _, ok := range synced {
+			if !ok() {
+				return false
+			}
+		}
+		return true
+	}}
 }
 
 // WebhookAddr is where the webhook listens.
@@ -385,6 +418,8 @@ func (s *Server) Run(ctx context.Context) error {
 	if s.informers != nil {
 		s.informers.Start(ctx.Done())
 		defer s.informers.Shutdown()
+		s.metadataInformers.Start(ctx.Done())
+		defer s.metadataInformers.Shutdown()
 	}
 	s.log.Info("serving", "webhook", s.WebhookAddr().String(), "issuer", s.IssuerAddr().String())
 	return g.Wait()
