@@ -177,3 +177,56 @@ func TestTouchWritesLastUsedAtAtMostOncePerInterval(t *testing.T) {
 		t.Fatalf("lastUsedAt = %v after a minute, want %v", got.User.LastUsedAt, clk.Now())
 	}
 }
+
+// TestSubjectMarksExpireAndOnlyTheNewestIsKept: a subject mark outlives
+// every token it can refuse (SubjectMarkLifetime) and then goes, from the
+// store and the index; repeated marks of one subject leave one.
+func TestSubjectMarksExpireAndOnlyTheNewestIsKept(t *testing.T) {
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "p.db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	clk := testingclock.NewFakeClock(time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))
+	const lifetime = 24 * time.Hour
+	c, err := New(st, Options{Clock: clk, SubjectMarkLifetime: lifetime})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	if err := c.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	issued := clk.Now()
+	for i := range 5 { // five VNC DELETEs of one VM
+		clk.Step(time.Minute)
+		if err := c.Revoke(ctx, &store.Revocation{Name: "vnc-" + strconv.Itoa(i), Scope: store.ScopeSubject, Target: "vm", Created: clk.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.PurgeExpired(ctx); err != nil {
+		t.Fatal(err)
+	}
+	revs, _ := st.ListRevocations(ctx)
+	if len(revs) != 1 || revs[0].Name != "vnc-4" || revs[0].ExpiresAt == nil || !revs[0].ExpiresAt.Equal(revs[0].Created.Add(lifetime)) {
+		t.Fatalf("marks after purge = %+v; want only the newest, expiring %v after it", revs, lifetime)
+	}
+	rec := &store.Record{JTI: "j", Subject: "vm", IssuedAt: issued}
+	if _, revoked, _ := c.Revoked(rec); !revoked {
+		t.Fatal("a token minted before the marks is not refused")
+	}
+	clk.Step(lifetime + time.Hour)
+	if _, err := c.PurgeExpired(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if revs, _ := st.ListRevocations(ctx); len(revs) != 0 {
+		t.Fatalf("a mark outlived every token it could refuse: %+v", revs)
+	}
+	c.mu.RLock()
+	n := len(c.subjects)
+	c.mu.RUnlock()
+	if n != 0 {
+		t.Fatalf("the index still holds %d expired marks", n)
+	}
+}

@@ -30,6 +30,10 @@ import (
 
 var resource = v1alpha1.SchemeGroupVersion.WithResource("revocations").GroupResource()
 
+// generateNameTries is how many names are drawn for a generateName before
+// giving up with a 409, as kube-apiserver retries.
+const generateNameTries = 7
+
 // Revoker is where revocations go and come from: the cache, which writes
 // through to the store and updates its exact index before answering.
 type Revoker interface {
@@ -92,19 +96,11 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation 
 			return nil, err
 		}
 	}
-	name := in.Name
-	if name == "" {
-		suffix, err := names.Suffix(r.rand, 5)
-		if err != nil {
-			return nil, status.Internal(ctx, "failed to name the revocation", err)
-		}
-		name = in.GenerateName + suffix
-	}
 	uid, err := names.UID(r.rand)
 	if err != nil {
 		return nil, status.Internal(ctx, "failed to name the revocation", err)
 	}
-	rev := &store.Revocation{Name: name, UID: uid, Reason: in.Spec.Reason, Created: r.clock.Now()}
+	rev := &store.Revocation{Name: in.Name, UID: uid, Reason: in.Spec.Reason, Created: r.clock.Now()}
 	if u, ok := genericapirequest.UserFrom(ctx); ok {
 		rev.RevokedBy = u.GetName()
 	}
@@ -113,17 +109,36 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation 
 	} else {
 		rev.Scope, rev.Target = store.ScopeSubject, in.Spec.Subject
 	}
-	if slices.Contains(options.DryRun, metav1.DryRunAll) {
-		return toAPI(rev), nil
+	// A generated name that is taken is drawn again, as kube-apiserver
+	// retries generateName (a given name that is taken is a 409).
+	tries := 1
+	if in.Name == "" {
+		tries = generateNameTries
 	}
-	switch err := r.revoker.Revoke(ctx, rev); {
-	case errors.Is(err, store.ErrExists):
-		return nil, apierrors.NewAlreadyExists(resource, name)
-	case errors.Is(err, store.ErrNotFound):
-		return nil, apierrors.NewInvalid(v1alpha1.SchemeGroupVersion.WithKind("Revocation").GroupKind(), name,
-			field.ErrorList{field.NotFound(field.NewPath("spec", "jti"), in.Spec.JTI)})
-	case err != nil:
-		return nil, status.Unavailable(ctx, "the revocation could not be stored", err)
+	for try := 1; ; try++ {
+		if in.Name == "" {
+			suffix, err := names.Suffix(r.rand, 5)
+			if err != nil {
+				return nil, status.Internal(ctx, "failed to name the revocation", err)
+			}
+			rev.Name = in.GenerateName + suffix
+		}
+		if slices.Contains(options.DryRun, metav1.DryRunAll) {
+			return toAPI(rev), nil
+		}
+		err := r.revoker.Revoke(ctx, rev)
+		switch {
+		case errors.Is(err, store.ErrExists) && try < tries:
+			continue
+		case errors.Is(err, store.ErrExists):
+			return nil, apierrors.NewAlreadyExists(resource, rev.Name)
+		case errors.Is(err, store.ErrNotFound):
+			return nil, apierrors.NewInvalid(v1alpha1.SchemeGroupVersion.WithKind("Revocation").GroupKind(), rev.Name,
+				field.ErrorList{field.NotFound(field.NewPath("spec", "jti"), in.Spec.JTI)})
+		case err != nil:
+			return nil, status.Unavailable(ctx, "the revocation could not be stored", err)
+		}
+		break
 	}
 	return toAPI(rev), nil
 }

@@ -53,3 +53,35 @@ func TestStoreErrorsStayInTheLog(t *testing.T) {
 		}
 	}
 }
+
+// takenNames is a Revoker on which the first names drawn are taken.
+type takenNames struct {
+	brokenStore
+	taken int
+	got   []string
+}
+
+func (t *takenNames) Revoke(_ context.Context, rev *store.Revocation) error {
+	t.got = append(t.got, rev.Name)
+	if len(t.got) <= t.taken {
+		return store.ErrExists
+	}
+	return nil
+}
+
+// TestGeneratedNameIsDrawnAgainWhenTaken: generateName retries on a taken
+// name, as kube-apiserver does; a taken given name is a 409.
+func TestGeneratedNameIsDrawnAgainWhenTaken(t *testing.T) {
+	rv := &takenNames{taken: 2}
+	r := New(rv, testingclock.NewFakeClock(time.Now()), rand.Reader)
+	in := &v1alpha1.Revocation{ObjectMeta: metav1.ObjectMeta{GenerateName: "r-"}, Spec: v1alpha1.RevocationSpec{Subject: "u"}}
+	if _, err := r.Create(context.Background(), in, nil, &metav1.CreateOptions{}); err != nil || len(rv.got) != 3 {
+		t.Fatalf("create = %v after %d tries; want success on the third name", err, len(rv.got))
+	}
+	rv = &takenNames{taken: 1}
+	r = New(rv, testingclock.NewFakeClock(time.Now()), rand.Reader)
+	in = &v1alpha1.Revocation{ObjectMeta: metav1.ObjectMeta{Name: "given"}, Spec: v1alpha1.RevocationSpec{Subject: "u"}}
+	if _, err := r.Create(context.Background(), in, nil, &metav1.CreateOptions{}); !apierrors.IsAlreadyExists(err) || len(rv.got) != 1 {
+		t.Fatalf("a taken given name: %v after %d tries; want 409 at once", err, len(rv.got))
+	}
+}

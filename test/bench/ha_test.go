@@ -1,13 +1,21 @@
 package bench
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"k8s.io/client-go/rest"
+
+	"portcullis.dev/portcullis/authn/vncproxy"
 	"portcullis.dev/portcullis/config"
 	"portcullis.dev/portcullis/internal/testutil"
 )
@@ -38,7 +46,11 @@ func TestBenchHA(t *testing.T) {
 		start := time.Now()
 		resp, err := admin.Post(revURL, "application/json", strings.NewReader(`{"apiVersion":"portcullis.dev/v1alpha1","kind":"Revocation","metadata":{"generateName":"bench-"},"spec":{"jti":"`+jtiOf(tok)+`"}}`))
 		if err != nil || resp.StatusCode != http.StatusCreated {
-			t.Fatalf("revoke: %v %v", resp, err)
+			var body []byte
+			if resp != nil {
+				body, _ = io.ReadAll(resp.Body)
+			}
+			t.Fatalf("revoke: %v %s", err, body)
 		}
 		resp.Body.Close()
 		for i := 0; ; i++ {
@@ -52,6 +64,8 @@ func TestBenchHA(t *testing.T) {
 		delays = append(delays, time.Since(start))
 	}
 
+	offlineDelays := offlineProxyDelays(t, a, b, 200)
+
 	// Cached review rates: the same load on the etcd replica and on bbolt.
 	etcdRate, etcdLat := cachedRate(t, a)
 	bolt := newEnv(t)
@@ -60,6 +74,8 @@ func TestBenchHA(t *testing.T) {
 	fmt.Printf("\nPortcullis HA benchmark (2 replicas on one etcd member; one run, one machine)\n\n")
 	fmt.Printf("revocation through A refused by B, over %d revocations (revoke call included):\n", revocations)
 	fmt.Printf("  p50 %v   p99 %v   max %v   (target p99 < 100ms)\n\n", percentile(delays, 0.5).Round(time.Microsecond), percentile(delays, 0.99).Round(time.Microsecond), percentile(delays, 1).Round(time.Microsecond))
+	fmt.Printf("VM revoked through A refused by an offline VNC proxy watching B, over %d revocations (DELETE call included):\n", len(offlineDelays))
+	fmt.Printf("  p50 %v   p99 %v   max %v   (target: within 1s)\n\n", percentile(offlineDelays, 0.5).Round(time.Microsecond), percentile(offlineDelays, 0.99).Round(time.Microsecond), percentile(offlineDelays, 1).Round(time.Microsecond))
 	fmt.Printf("%-48s %12s %10s %10s\n", "cached reviews over HTTPS", "per second", "p50", "p99")
 	fmt.Printf("%-48s %12.0f %10s %10s\n", "etcd store", etcdRate, percentile(etcdLat, 0.5).Round(time.Microsecond), percentile(etcdLat, 0.99).Round(time.Microsecond))
 	fmt.Printf("%-48s %12.0f %10s %10s\n", "bbolt store", boltRate, percentile(boltLat, 0.5).Round(time.Microsecond), percentile(boltLat, 0.99).Round(time.Microsecond))
@@ -100,4 +116,56 @@ func (e *env) replica(tb testing.TB) *env {
 	r.start(tb)
 	tb.Cleanup(r.stop)
 	return r
+}
+
+// offlineProxyDelays mints a VNC token for each of n VMs through replica a,
+// then revokes each VM through a and times until an offline proxy
+// (authn/vncproxy, JWKS plus the revocations watch) attached to replica b
+// refuses its token.
+func offlineProxyDelays(t *testing.T, a, b *env, n int) []time.Duration {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	atB := &rest.Config{Host: "https://" + b.srv.IssuerAddr().String(), TLSClientConfig: rest.TLSClientConfig{
+		CAFile: filepath.Join(a.dir, "ca.crt"), CertFile: filepath.Join(a.dir, "admin.crt"), KeyFile: filepath.Join(a.dir, "admin.key")}}
+	offline, err := vncproxy.NewOffline(ctx, vncproxy.OfflineConfig{Issuer: atB, Iss: a.cfg.Issuer})
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := a.client(t, "admin")
+	vncURL := func(vm string) string {
+		return "https://" + a.srv.IssuerAddr().String() + "/apis/token.kubevirt.io/v1/namespaces/bench/virtualmachines/" + vm + "/vnc"
+	}
+	var delays []time.Duration
+	for i := range n {
+		vm := fmt.Sprintf("vm-%d", i)
+		resp, err := admin.Get(vncURL(vm) + "?duration=1h")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var answer struct{ Token string }
+		json.NewDecoder(resp.Body).Decode(&answer)
+		resp.Body.Close()
+		for j := 0; offline.Check(ctx, answer.Token, "bench", vm) != nil; j++ {
+			if j > 20000 {
+				t.Fatal("the offline proxy never accepted a fresh token")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		req, _ := http.NewRequest(http.MethodDelete, vncURL(vm), nil)
+		start := time.Now()
+		resp, err = admin.Do(req)
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("revoke %s: %v %v", vm, resp, err)
+		}
+		resp.Body.Close()
+		for j := 0; !errors.Is(offline.Check(ctx, answer.Token, "bench", vm), vncproxy.ErrNotAuthenticated); j++ {
+			if j > 100000 {
+				t.Fatal("the offline proxy on B never refused a VM revoked through A")
+			}
+			time.Sleep(100 * time.Microsecond)
+		}
+		delays = append(delays, time.Since(start))
+	}
+	return delays
 }

@@ -63,14 +63,14 @@ type Server struct {
 	// cluster-connected mode (nil standalone).
 	informers         informers.SharedInformerFactory
 	metadataInformers metadatainformer.SharedInformerFactory
-	keys      *keys.Manager
-	cert      *servingCert
-	clientCA  *dynamiccertificates.DynamicFileCAContent
-	webhook   *http.Server
-	issuer    *server.Server
-	webhookL  net.Listener
-	issuerL   net.Listener
-	registry  *prometheus.Registry
+	keys              *keys.Manager
+	cert              *servingCert
+	clientCA          *dynamiccertificates.DynamicFileCAContent
+	webhook           *http.Server
+	issuer            *server.Server
+	webhookL          net.Listener
+	issuerL           net.Listener
+	registry          *prometheus.Registry
 	// metrics serves /metrics on its own listener (nil: disabled).
 	metrics     *http.Server
 	metricsL    net.Listener
