@@ -16,13 +16,21 @@ import (
 
 func newCache(t *testing.T, maxEntries int64) (*Cache, *bolt.Store, *testingclock.FakeClock) {
 	t.Helper()
+	return newCacheWith(t, Options{MaxEntries: maxEntries})
+}
+
+// newCacheWith is a loaded cache over a new bbolt store with opts and a
+// fake clock.
+func newCacheWith(t *testing.T, opts Options) (*Cache, *bolt.Store, *testingclock.FakeClock) {
+	t.Helper()
 	st, err := bolt.Open(filepath.Join(t.TempDir(), "p.db"), time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
 	clk := testingclock.NewFakeClock(time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))
-	c, err := New(st, Options{MaxEntries: maxEntries, Clock: clk})
+	opts.Clock = clk
+	c, err := New(st, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,21 +190,8 @@ func TestTouchWritesLastUsedAtAtMostOncePerInterval(t *testing.T) {
 // every token it can refuse (SubjectMarkLifetime) and then goes, from the
 // store and the index; repeated marks of one subject leave one.
 func TestSubjectMarksExpireAndOnlyTheNewestIsKept(t *testing.T) {
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "p.db"), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	clk := testingclock.NewFakeClock(time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))
 	const lifetime = 24 * time.Hour
-	c, err := New(st, Options{Clock: clk, SubjectMarkLifetime: lifetime})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	if err := c.Load(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	c, st, clk := newCacheWith(t, Options{SubjectMarkLifetime: lifetime})
 	ctx := context.Background()
 	issued := clk.Now()
 	for i := range 5 { // five VNC DELETEs of one VM
