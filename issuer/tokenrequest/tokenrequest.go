@@ -202,6 +202,13 @@ func (r *REST) bind(ctx context.Context, ns, name string, ref *authenticationv1.
 	b := &binding{extra: map[string][]string{}, claim: map[string]any{"namespace": ns}}
 	sa := map[string]string{"name": name}
 	b.claim["serviceaccount"] = sa
+	if ref != nil {
+		// The kinds Kubernetes binds tokens to, checked first in either mode.
+		gv, err := schema.ParseGroupVersion(ref.APIVersion)
+		if err != nil || gv.Group != "" || !slices.Contains([]string{"Pod", "Secret", "Node"}, ref.Kind) {
+			return nil, apierrors.NewBadRequest(fmt.Sprintf("cannot bind token to object of type %s", schema.FromAPIVersionAndKind(ref.APIVersion, ref.Kind).String()))
+		}
+	}
 	if r.opts.Cluster == nil {
 		if ref != nil {
 			return nil, apierrors.NewInvalid(tokenRequestKind, "", field.ErrorList{field.Forbidden(field.NewPath("spec", "boundObjectRef"),

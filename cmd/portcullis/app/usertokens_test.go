@@ -317,7 +317,7 @@ func TestUserTokensLimitAndFeatureGate(t *testing.T) {
 	h.createToken("alice", nil)
 	h.createToken("alice", nil)
 	_, err := h.tokensAs("alice").Create(context.Background(), tokenObject(nil), metav1.CreateOptions{})
-	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "2 live tokens") {
+	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "already has 2 tokens") {
 		t.Fatalf("third token: %v, want Forbidden naming the limit", err)
 	}
 
