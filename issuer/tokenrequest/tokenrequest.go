@@ -225,10 +225,6 @@ func (r *REST) bind(ctx context.Context, ns, name string, ref *authenticationv1.
 	if ref == nil {
 		return b, nil
 	}
-	gv, err := schema.ParseGroupVersion(ref.APIVersion)
-	if err != nil || gv.Group != "" {
-		return nil, apierrors.NewBadRequest(fmt.Sprintf("cannot bind token to object of type %s", ref.APIVersion))
-	}
 	var uid types.UID
 	obj := &store.BoundObject{APIVersion: ref.APIVersion, Kind: ref.Kind, Name: ref.Name}
 	switch ref.Kind {
@@ -267,11 +263,9 @@ func (r *REST) bind(ctx context.Context, ns, name string, ref *authenticationv1.
 		b.extra[ExtraNodeName] = []string{node.Name}
 		b.extra[ExtraNodeUID] = []string{string(node.UID)}
 		b.claim["node"] = map[string]string{"name": node.Name, "uid": string(node.UID)}
-	default:
-		return nil, apierrors.NewBadRequest(fmt.Sprintf("cannot bind token to object of type %s", gv.WithKind(ref.Kind).String()))
 	}
 	if ref.UID != "" && ref.UID != uid {
-		return nil, apierrors.NewConflict(schema.GroupResource{Group: gv.Group, Resource: ref.Kind}, ref.Name,
+		return nil, apierrors.NewConflict(schema.GroupResource{Resource: ref.Kind}, ref.Name,
 			fmt.Errorf("the UID in the bound object reference (%s) does not match the UID in record. The object might have been deleted and then recreated", ref.UID))
 	}
 	obj.UID = string(uid)
