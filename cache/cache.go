@@ -316,13 +316,13 @@ func (c *Cache) Record(ctx context.Context, jti string) (*store.Record, error) {
 	return v.(*store.Record), nil
 }
 
-// Revoked reports, from exact state, whether r is revoked, and by what.
+// Revoked reports, from exact state, whether r is revoked, and by what: its
+// record's own mark, then the index. Whether the index is current enough
+// to decide is Fresh's to say; a review asks it before anything else
+// that needs the store.
 func (c *Cache) Revoked(r *store.Record) (store.Scope, bool, error) {
 	if r.RevokedAt != nil {
 		return store.ScopeJTI, true, nil
-	}
-	if err := c.Fresh(); err != nil {
-		return "", false, err
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()

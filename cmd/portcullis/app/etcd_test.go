@@ -20,6 +20,7 @@ import (
 	"portcullis.dev/portcullis/authn/vncproxy"
 	"portcullis.dev/portcullis/config"
 	"portcullis.dev/portcullis/internal/testutil"
+	"portcullis.dev/portcullis/store"
 )
 
 // TestServeOnEtcd runs serve on a real etcd server instead of bbolt: mint,
@@ -64,10 +65,16 @@ func TestServeOnEtcd(t *testing.T) {
 // ring and certificates) with its own ports.
 func (h *harness) replica() *harness {
 	h.t.Helper()
+	return h.replicaWith(nil)
+}
+
+// replicaWith starts a replica whose store is wrapped by wrapStore.
+func (h *harness) replicaWith(wrapStore func(store.Store) store.Store) *harness {
+	h.t.Helper()
 	cfg := *h.cfg
 	ports := freePorts(h.t, 2)
 	cfg.WebhookPort, cfg.SecurePort = ports[0], ports[1]
-	r := &harness{t: h.t, dir: h.dir, cfg: &cfg, logs: &testutil.Buffer{}}
+	r := &harness{t: h.t, dir: h.dir, cfg: &cfg, logs: &testutil.Buffer{}, wrapStore: wrapStore}
 	r.start()
 	h.t.Cleanup(r.stop)
 	return r

@@ -27,6 +27,7 @@ import (
 
 	"portcullis.dev/portcullis/config"
 	"portcullis.dev/portcullis/internal/testutil"
+	"portcullis.dev/portcullis/store"
 )
 
 // harness is a real Portcullis (init + serve) on loopback ports, with its
@@ -39,6 +40,8 @@ type harness struct {
 	logs   *testutil.Buffer
 	cancel context.CancelFunc
 	done   chan error
+	// wrapStore, when set, is put around the server's store (fault injection).
+	wrapStore func(store.Store) store.Store
 
 	mu     sync.Mutex
 	tokens []string // every token value handed out, to check none leaked
@@ -82,7 +85,7 @@ func (h *harness) start() {
 	h.t.Helper()
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(h.logs, h.t.Output()), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	klog.SetSlogLogger(log)
-	srv, err := NewServer(h.cfg, log, clock.RealClock{}, rand.Reader)
+	srv, err := newServer(h.cfg, log, clock.RealClock{}, rand.Reader, h.wrapStore)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -87,7 +87,13 @@ func (s *Server) MetricsAddr() net.Addr {
 
 // NewServer opens the store, loads the key ring and the revocation index,
 // and binds both listeners. Run serves them.
-func NewServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, random io.Reader) (_ *Server, err error) {
+func NewServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, random io.Reader) (*Server, error) {
+	return newServer(cfg, log, clk, random, nil)
+}
+
+// newServer is NewServer with wrapStore, when set, put around the opened
+// store: tests use it to put a fault between the server and a real store.
+func newServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, random io.Reader, wrapStore func(store.Store) store.Store) (_ *Server, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -111,6 +117,9 @@ func NewServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 	})
 	if s.store, err = openStore(cfg.Store); err != nil {
 		return nil, err
+	}
+	if wrapStore != nil {
+		s.store = wrapStore(s.store)
 	}
 	s.registry = prometheus.NewRegistry()
 	s.store = metrics.InstrumentStore(s.store, s.registry)
@@ -219,10 +228,13 @@ func NewServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 		UserTokenOptions: tokens.Options{
 			MaxTTL: cfg.UserTokens.MaxTTL.Duration, MaxPerUser: cfg.UserTokens.MaxPerUser, APIAudiences: cfg.APIAudiences,
 		},
-		Version:     Version,
-		ReadyChecks: []healthz.HealthChecker{healthz.NamedCheck("store", s.storeReady), healthz.NamedCheck("signing-key", s.keyReady)},
-		Clock:       clk,
-		Rand:        random,
+		Version: Version,
+		ReadyChecks: []healthz.HealthChecker{
+			healthz.NamedCheck("store", s.storeReady), healthz.NamedCheck("signing-key", s.keyReady),
+			healthz.NamedCheck("revocations-current", s.revocationsCurrent),
+		},
+		Clock: clk,
+		Rand:  random,
 	})
 	if err != nil {
 		return nil, err
@@ -363,6 +375,11 @@ func (s *Server) keyReady(*http.Request) error {
 	return err
 }
 
+// revocationsCurrent fails while the store's watch has not proven this
+// replica's revocations current within the staleness bound: its reviews
+// then fail closed, so it must not take traffic.
+func (s *Server) revocationsCurrent(*http.Request) error { return s.cache.Fresh() }
+
 // addHealth serves /healthz, /livez and /readyz on the webhook listener too,
 // for probes that only reach that port.
 func (s *Server) addHealth(mux *http.ServeMux) {
@@ -370,7 +387,7 @@ func (s *Server) addHealth(mux *http.ServeMux) {
 	mux.HandleFunc("/healthz", ok)
 	mux.HandleFunc("/livez", ok)
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		if err := errors.Join(s.storeReady(r), s.keyReady(r), s.cache.Fresh()); err != nil {
+		if err := errors.Join(s.storeReady(r), s.keyReady(r), s.revocationsCurrent(r)); err != nil {
 			s.log.WarnContext(r.Context(), "not ready", "err", err)
 			http.Error(w, "not ready", http.StatusServiceUnavailable)
 			return
