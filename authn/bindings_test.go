@@ -6,6 +6,10 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/cache"
+
 	"portcullis.dev/portcullis/issuer"
 	"portcullis.dev/portcullis/store"
 )
@@ -80,5 +84,63 @@ func TestBoundTokensDieWithWhatTheyAreBoundTo(t *testing.T) {
 				t.Fatalf("reason %q (authenticated %v); want %q", res.Reason, res.Authenticated(), tc.want)
 			}
 		})
+	}
+}
+
+// TestObjectBindingsMatchKindNameAndUID runs ObjectBindings over real
+// client-go indexers, as the informers fill them: an object counts only
+// with the recorded kind, namespace, name and uid, and not while it is
+// being deleted.
+func TestObjectBindingsMatchKindNameAndUID(t *testing.T) {
+	sas := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
+	pods := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
+	nodes := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
+	now := metav1.Now()
+	for _, add := range []struct {
+		into cache.Indexer
+		obj  any
+	}{
+		{sas, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "web", UID: "sa-uid"}}},
+		{pods, &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "web-0", UID: "pod-uid"}}},
+		{pods, &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "web-1", UID: "dying-uid", DeletionTimestamp: &now}}},
+		{nodes, &metav1.PartialObjectMetadata{ObjectMeta: metav1.ObjectMeta{Name: "node-a", UID: "node-uid"}}},
+	} {
+		if err := add.into.Add(add.obj); err != nil {
+			t.Fatal(err)
+		}
+	}
+	synced := true
+	b := ObjectBindings{
+		Listers: map[string]cache.GenericLister{
+			"ServiceAccount": cache.NewGenericLister(sas, corev1.Resource("serviceaccounts")),
+			"Pod":            cache.NewGenericLister(pods, corev1.Resource("pods")),
+			"Node":           cache.NewGenericLister(nodes, corev1.Resource("nodes")),
+		},
+		Synced: func() bool { return synced },
+	}
+	for _, tc := range []struct {
+		name string
+		obj  store.BoundObject
+		want bool
+	}{
+		{"ServiceAccount with its uid", store.BoundObject{Kind: "ServiceAccount", Namespace: "apps", Name: "web", UID: "sa-uid"}, true},
+		{"ServiceAccount recreated (other uid)", store.BoundObject{Kind: "ServiceAccount", Namespace: "apps", Name: "web", UID: "old-uid"}, false},
+		{"ServiceAccount in another namespace", store.BoundObject{Kind: "ServiceAccount", Namespace: "other", Name: "web", UID: "sa-uid"}, false},
+		{"Pod with its uid", store.BoundObject{Kind: "Pod", Namespace: "apps", Name: "web-0", UID: "pod-uid"}, true},
+		{"Pod being deleted", store.BoundObject{Kind: "Pod", Namespace: "apps", Name: "web-1", UID: "dying-uid"}, false},
+		{"Pod gone", store.BoundObject{Kind: "Pod", Namespace: "apps", Name: "web-2", UID: "pod-uid"}, false},
+		{"Node (cluster-scoped) with its uid", store.BoundObject{Kind: "Node", Name: "node-a", UID: "node-uid"}, true},
+		{"a kind nothing watches", store.BoundObject{Kind: "Secret", Namespace: "apps", Name: "web", UID: "sa-uid"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := b.Exists(&tc.obj)
+			if err != nil || got != tc.want {
+				t.Fatalf("Exists = %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+	synced = false
+	if _, err := b.Exists(&store.BoundObject{Kind: "Pod", Namespace: "apps", Name: "web-0", UID: "pod-uid"}); !errors.Is(err, ErrBindingsNotSynced) {
+		t.Fatalf("before the informers synced: %v; want ErrBindingsNotSynced", err)
 	}
 }

@@ -87,3 +87,58 @@ func TestWebhookDecodesFieldNamesCaseSensitively(t *testing.T) {
 		})
 	}
 }
+
+// TestWebhookAnswersTheReviewAsked: the requested audiences reach the
+// verifier (a token of another audience is refused), the answer is in the
+// request's version and names the audiences granted, and a version or kind
+// the webhook does not speak is a 400.
+func TestWebhookAnswersTheReviewAsked(t *testing.T) {
+	f := newFixture(t)
+	tok := f.mint(t, subject, time.Hour, "https://vault.test")
+	h := NewWebhookHandler(f.verifier, 0, nil, nil)
+	review := func(version, kind string, auds []string) (int, map[string]any) {
+		t.Helper()
+		b, _ := json.Marshal(map[string]any{"apiVersion": version, "kind": kind, "spec": map[string]any{"token": tok.Value, "audiences": auds}})
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/authenticate", strings.NewReader(string(b))))
+		var out map[string]any
+		_ = json.Unmarshal(rec.Body.Bytes(), &out)
+		return rec.Code, out
+	}
+	for _, version := range []string{TokenReviewV1, TokenReviewV1beta1} {
+		code, out := review(version, "TokenReview", []string{"https://vault.test"})
+		status, _ := out["status"].(map[string]any)
+		if code != http.StatusOK || out["apiVersion"] != version || status["authenticated"] != true {
+			t.Fatalf("%s, own audience: %d %v; want authenticated in %s", version, code, out, version)
+		}
+		if auds, _ := status["audiences"].([]any); len(auds) != 1 || auds[0] != "https://vault.test" {
+			t.Fatalf("%s: audiences %v; want [https://vault.test]", version, status["audiences"])
+		}
+		code, out = review(version, "TokenReview", nil)
+		status, _ = out["status"].(map[string]any)
+		if code != http.StatusOK || out["apiVersion"] != version || status["authenticated"] == true {
+			t.Fatalf("%s, API audiences: %d %v; want refused in %s", version, code, out, version)
+		}
+	}
+	for _, bad := range []struct{ version, kind string }{
+		{"authentication.k8s.io/v2", "TokenReview"}, {"", "TokenReview"}, {TokenReviewV1, "TokenRequest"}, {TokenReviewV1, ""},
+	} {
+		if code, out := review(bad.version, bad.kind, []string{"https://vault.test"}); code != http.StatusBadRequest || out["kind"] != "Status" {
+			t.Fatalf("%q %q: %d %v; want a 400 Status", bad.version, bad.kind, code, out)
+		}
+	}
+}
+
+// TestWebhookBodyLimit: a body over the limit is a 413 Status, read no
+// further than the limit.
+func TestWebhookBodyLimit(t *testing.T) {
+	f := newFixture(t)
+	h := NewWebhookHandler(f.verifier, 1024, nil, nil)
+	body := `{"apiVersion":"authentication.k8s.io/v1","kind":"TokenReview","spec":{"token":"` + strings.Repeat("x", 2048) + `"}}`
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/authenticate", strings.NewReader(body)))
+	var st struct{ Kind, Status string }
+	if err := json.Unmarshal(rec.Body.Bytes(), &st); rec.Code != http.StatusRequestEntityTooLarge || err != nil || st.Kind != "Status" {
+		t.Fatalf("status %d body %q; want a 413 Status", rec.Code, rec.Body.String())
+	}
+}
