@@ -5,7 +5,7 @@ GO ?= go
 STATICCHECK_VERSION ?= v0.8.2
 E2E_BIN := $(CURDIR)/.e2e/bin
 RUN_DIR ?= .portcullis
-FUZZTIME ?= 20s
+FUZZTIME ?= 60s
 export PORTCULLIS_E2E_BIN := $(E2E_BIN)
 
 .DEFAULT_GOAL := help
@@ -26,9 +26,15 @@ build: ## Build bin/portcullis.
 ##@ Test
 
 .PHONY: test
-test: e2e-tools ## Run every test: unit, integration, crash and end-to-end (builds kube-apiserver/kubectl/etcd once).
+test: e2e-tools ## Run every test: unit, integration, crash, end-to-end (slow ones too), the fuzz targets and the mutation gate.
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 30m ./...
+	PORTCULLIS_E2E_SLOW=1 $(GO) test -count=1 -timeout 40m ./...
+	$(MAKE) --no-print-directory fuzz
+	$(MAKE) --no-print-directory mutate
+
+.PHONY: mutate
+mutate: ## Break each check of the review path in turn (hack/mutate/mutants.go); every mutant must be killed by a test.
+	$(GO) run ./hack/mutate
 
 .PHONY: e2e
 e2e: e2e-tools ## Run only the end-to-end suite (real kube-apiserver, etcd, kubectl and portcullis processes).
@@ -39,7 +45,7 @@ testrace: e2e-tools ## Run every test with the race detector.
 	$(GO) test -race -count=1 -timeout 45m ./...
 
 .PHONY: fuzz
-fuzz: ## Run each fuzz target briefly (FUZZTIME each).
+fuzz: ## Run each fuzz target for FUZZTIME (60s), from its seeds and authn/testdata/fuzz.
 	$(GO) test ./authn -run '^$$' -fuzz '^FuzzWebhookDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./authn -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME)
 

@@ -1,0 +1,107 @@
+package main
+
+// mutant breaks one check: the single occurrence of from in file becomes to.
+type mutant struct {
+	name, file, from, to string
+}
+
+// The review path's checks, each broken on its own.
+var mutants = []mutant{
+	// Shape and size.
+	{"verifier: empty token", "authn/verifier.go",
+		`case token == "":`, `case false:`},
+	{"verifier: size cap", "authn/verifier.go",
+		`case len(token) > MaxTokenBytes:`, `case false:`},
+
+	// Header.
+	{"verifier: jku header", "authn/verifier.go", `h.JKU != nil ||`, `false ||`},
+	{"verifier: x5u header", "authn/verifier.go", `h.X5U != nil ||`, `false ||`},
+	{"verifier: jwk header", "authn/verifier.go", `h.JWK != nil ||`, `false ||`},
+	{"verifier: x5c header", "authn/verifier.go", `h.X5C != nil ||`, `false ||`},
+	{"verifier: crit header", "authn/verifier.go", `|| h.Crit != nil`, `|| false`},
+	{"verifier: algorithm names match exactly", "authn/verifier.go",
+		`if alg.String() == name {`, `if strings.EqualFold(alg.String(), name) {`},
+	{"verifier: algorithm is the key's", "authn/verifier.go",
+		`if key.Algorithm != alg {`, `if false {`},
+
+	// Keys and signature.
+	{"verifier: retired and unknown keys told apart", "authn/verifier.go",
+		`if errors.Is(err, keys.ErrRetiredKey) {`, `if false {`},
+	{"ring: retired keys refused", "keys/ring.go",
+		"if k.State == StateRetired {\n\t\treturn nil, ErrRetiredKey", "if false {\n\t\treturn nil, ErrRetiredKey"},
+	{"verifier: key retirement on cache hits", "authn/verifier.go",
+		`if _, err := v.ring.VerificationKey(verified.KeyID); err != nil {`, `if _, err := v.ring.VerificationKey(verified.KeyID); err != nil && false {`},
+	{"verifier: signature", "authn/verifier.go",
+		"signed, err := jws.Verify([]byte(token), jws.WithKey(alg, key.RawPublic()))\n\tif err != nil {",
+		"signed, err := jws.Verify([]byte(token), jws.WithKey(alg, key.RawPublic()))\n\tif err != nil && false {"},
+	{"verifier: signed payload is the decoded payload", "authn/verifier.go",
+		`if !bytes.Equal(signed, rawPayload) {`, `if !bytes.Equal(signed, rawPayload) && false {`},
+
+	// Claims.
+	{"verifier: issuer", "authn/verifier.go", `if p.Issuer != v.opts.Issuer {`, `if false {`},
+	{"verifier: sub present", "authn/verifier.go", `if p.Subject == "" ||`, `if false ||`},
+	{"verifier: jti present", "authn/verifier.go", `|| p.ID == "" ||`, `|| false ||`},
+	{"verifier: aud present", "authn/verifier.go", `|| len(p.Audience) == 0 {`, `|| false {`},
+	{"verifier: audience intersection", "authn/verifier.go",
+		"if len(res.Audiences) == 0 {\n\t\tres.Reason = ReasonAudience", "if false {\n\t\tres.Reason = ReasonAudience"},
+	{"verifier: exp", "authn/verifier.go", `case now.After(t.Expiry.Add(leeway)):`, `case false:`},
+	{"verifier: nbf", "authn/verifier.go", `case !t.NotBefore.IsZero() && now.Add(leeway).Before(t.NotBefore):`, `case false:`},
+	{"verifier: iat", "authn/verifier.go", `case now.Add(leeway).Before(t.IssuedAt):`, `case false:`},
+	{"verifier: leeway default", "authn/verifier.go", `opts.Leeway = DefaultLeeway`, `opts.Leeway = 0`},
+
+	// Staleness and the store.
+	{"verifier: staleness bound", "authn/verifier.go",
+		`if err := v.cache.Fresh(); err != nil {`, `if err := v.cache.Fresh(); err != nil && false {`},
+	{"serve: readyz staleness", "cmd/portcullis/app/serve.go",
+		`func (s *Server) revocationsCurrent(*http.Request) error { return s.cache.Fresh() }`,
+		`func (s *Server) revocationsCurrent(*http.Request) error { return nil }`},
+	{"cache: watch progress proves the replica current", "cache/watch.go",
+		"if synced {\n\t\t\t\tc.lastSync.Store", "if synced && false {\n\t\t\t\tc.lastSync.Store"},
+	{"verifier: record missing is a refusal", "authn/verifier.go",
+		"if errors.Is(err, store.ErrNotFound) {\n\t\tres.Reason = ReasonRecordMissing", "if false {\n\t\tres.Reason = ReasonRecordMissing"},
+	{"verifier: store error is undecided (503)", "authn/verifier.go",
+		"if err != nil {\n\t\treturn res, fmt.Errorf(\"authn: record %s: %w\", verified.JTI, err)",
+		"if err != nil {\n\t\tres.Reason = ReasonRecordMissing\n\t\treturn res, nil\n\t\treturn res, fmt.Errorf(\"authn: record %s: %w\", verified.JTI, err)"},
+	{"verifier: record subject", "authn/verifier.go", `rec.Subject != verified.Subject ||`, `false ||`},
+	{"verifier: record kid", "authn/verifier.go", `|| rec.KeyID != verified.KeyID {`, `|| false {`},
+	{"verifier: record expiry", "authn/verifier.go", `if !now.Before(rec.ExpiresAt) {`, `if false {`},
+	{"verifier: disabled", "authn/verifier.go", `if rec.User != nil && rec.User.Disabled {`, `if false {`},
+	{"cache: this replica's deletion wins over its cached copy", "cache/cache.go",
+		"\tif changed {\n\t\tif ch.record == nil {", "\tif changed && false {\n\t\tif ch.record == nil {"},
+
+	// Revocations.
+	{"verifier: revoked", "authn/verifier.go", `} else if revoked {`, `} else if revoked && false {`},
+	{"cache: record's own revocation mark", "cache/cache.go",
+		"if r.RevokedAt != nil {\n\t\treturn store.ScopeJTI, true, nil", "if false {\n\t\treturn store.ScopeJTI, true, nil"},
+	{"cache: jti index", "cache/cache.go", `if _, ok := c.revoked[r.JTI]; ok {`, `if _, ok := c.revoked[r.JTI]; ok && false {`},
+	{"cache: subject marks", "cache/cache.go", `if mark, ok := c.subjects[r.Subject]; ok && !r.IssuedAt.After(mark.at) {`, `if mark, ok := c.subjects[r.Subject]; ok && false && !r.IssuedAt.After(mark.at) {`},
+	{"cache: subject mark is inclusive", "cache/cache.go", `ok && !r.IssuedAt.After(mark.at) {`, `ok && r.IssuedAt.Before(mark.at) {`},
+	{"cache: index loaded before deciding", "cache/cache.go", "if !c.loaded {\n\t\treturn \"\", false, ErrNotLoaded", "if false {\n\t\treturn \"\", false, ErrNotLoaded"},
+
+	// Bound objects.
+	{"verifier: bound tokens refused where nothing can check", "authn/verifier.go",
+		"if v.opts.Bindings == nil {\n\t\t\tres.Reason = ReasonBindingGone\n\t\t\treturn res, nil", "if v.opts.Bindings == nil {\n\t\t\tcontinue"},
+	{"verifier: bound object gone", "authn/verifier.go", "case !ok:\n\t\t\tres.Reason = ReasonBindingGone", "case !ok && false:\n\t\t\tres.Reason = ReasonBindingGone"},
+	{"verifier: bindings not synced is undecided", "authn/verifier.go",
+		"case err != nil:\n\t\t\treturn res, fmt.Errorf(\"authn: bound object: %w\", err)", "case false:\n\t\t\treturn res, fmt.Errorf(\"authn: bound object: %w\", err)"},
+	{"bindings: uid", "authn/bindings.go", `return string(m.GetUID()) == b.UID && m.GetDeletionTimestamp() == nil, nil`, `return m.GetDeletionTimestamp() == nil, nil`},
+	{"bindings: being deleted", "authn/bindings.go", `return string(m.GetUID()) == b.UID && m.GetDeletionTimestamp() == nil, nil`, `return string(m.GetUID()) == b.UID, nil`},
+	{"bindings: not synced", "authn/bindings.go", `if !o.Synced() {`, `if false {`},
+
+	// The webhook.
+	{"webhook: requested audiences", "authn/webhook.go",
+		`h.reviewer.Review(r.Context(), req.Spec.Token, req.Spec.Audiences)`, `h.reviewer.Review(r.Context(), req.Spec.Token, nil)`},
+	{"webhook: answer in the request's version", "authn/webhook.go",
+		`out := reviewResponse{APIVersion: req.APIVersion, Kind: "TokenReview"}`, `out := reviewResponse{APIVersion: TokenReviewV1, Kind: "TokenReview"}`},
+	{"webhook: unknown version refused", "authn/webhook.go",
+		`if req.APIVersion != TokenReviewV1 && req.APIVersion != TokenReviewV1beta1 {`, `if false {`},
+	{"webhook: kind checked", "authn/webhook.go", `if req.Kind != "TokenReview" {`, `if false {`},
+	{"webhook: field names case-sensitive", "authn/webhook.go",
+		`if err := sigsjson.UnmarshalCaseSensitivePreserveInts(body, &req); err != nil {`, `if err := json.Unmarshal(body, &req); err != nil && sigsjson.UnmarshalCaseSensitivePreserveInts(body, &req) != nil {`},
+	{"webhook: undecided is 503", "authn/webhook.go",
+		"if err != nil {\n\t\th.log.WarnContext", "if false {\n\t\th.log.WarnContext"},
+	{"webhook: 503 carries Retry-After", "authn/webhook.go",
+		`w.Header().Set("Retry-After", strconv.Itoa(RetryAfterSeconds))`, `_ = strconv.Itoa`},
+	{"webhook: body limit", "authn/webhook.go",
+		`io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBodyBytes))`, `io.ReadAll(r.Body)`},
+}
