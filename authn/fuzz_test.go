@@ -25,9 +25,9 @@ const fuzzSubject = "system:serviceaccount:ns:sa"
 // a revoked one, and one of another issuer signed by a key of another
 // issuer's ring.
 type fuzzTokens struct {
-	fx                    *fixture
+	fx                     *fixture
 	good, revoked, foreign string
-	goodJTI               string
+	goodJTI                string
 }
 
 func newFuzzTokens(f *testing.F) *fuzzTokens {
