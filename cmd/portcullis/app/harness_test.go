@@ -42,6 +42,8 @@ type harness struct {
 	done   chan error
 	// wrapStore, when set, is put around the server's store (fault injection).
 	wrapStore func(store.Store) store.Store
+	// clock is the server's clock (nil: the real one).
+	clock clock.PassiveClock
 
 	mu     sync.Mutex
 	tokens []string // every token value handed out, to check none leaked
@@ -64,7 +66,13 @@ func initDir(t *testing.T) string {
 
 func startServer(t *testing.T, mutate func(*config.Config)) *harness {
 	t.Helper()
-	h := &harness{t: t, dir: initDir(t), logs: &testutil.Buffer{}, done: make(chan error, 1)}
+	return startServerWithClock(t, clock.RealClock{}, mutate)
+}
+
+// startServerWithClock starts a server on clk, which the test may move.
+func startServerWithClock(t *testing.T, clk clock.PassiveClock, mutate func(*config.Config)) *harness {
+	t.Helper()
+	h := &harness{t: t, dir: initDir(t), logs: &testutil.Buffer{}, done: make(chan error, 1), clock: clk}
 	cfg, err := config.Load(filepath.Join(h.dir, ConfigFile))
 	if err != nil {
 		t.Fatal(err)
@@ -85,7 +93,11 @@ func (h *harness) start() {
 	h.t.Helper()
 	log := slog.New(slog.NewTextHandler(io.MultiWriter(h.logs, h.t.Output()), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	klog.SetSlogLogger(log)
-	srv, err := newServer(h.cfg, log, clock.RealClock{}, rand.Reader, h.wrapStore)
+	clk := h.clock
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	srv, err := newServer(h.cfg, log, clk, rand.Reader, h.wrapStore)
 	if err != nil {
 		h.t.Fatal(err)
 	}
