@@ -36,7 +36,7 @@ func NewEtcd(t testing.TB) *Etcd {
 	cfg.InitialCluster = cfg.Name + "=" + peer.String()
 	e := &Etcd{t: t, cfg: cfg, URL: client.String()}
 	e.Start()
-	t.Cleanup(e.Stop)
+	t.Cleanup(e.stopAndCheckLeaks)
 	return e
 }
 
@@ -53,6 +53,13 @@ func (e *Etcd) Start() {
 		e.t.Fatal("etcd did not start")
 	}
 	e.server = s
+}
+
+// stopAndCheckLeaks stops the server, then checks that no token value is
+// in its data (WAL, snapshots, database).
+func (e *Etcd) stopAndCheckLeaks() {
+	e.Stop()
+	CheckNoTokensInTree(e.t, e.cfg.Dir, nil)
 }
 
 // Stop stops the server, as a crash of the member would.
@@ -109,7 +116,7 @@ func NewEtcdCluster(t testing.TB, n int) *EtcdCluster {
 	}
 	t.Cleanup(func() {
 		for _, m := range c.Members {
-			m.Stop()
+			m.stopAndCheckLeaks()
 		}
 	})
 	return c

@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"portcullis.dev/portcullis/internal/testutil"
 )
 
 // Static users of the test kube-apiserver (--token-auth-file).
@@ -54,6 +56,8 @@ func newCluster(t *testing.T) *cluster {
 	c := &cluster{t: t, dir: t.TempDir()}
 	ports := freePorts(t, 2)
 	c.etcdURL = "http://127.0.0.1:" + itoa(ports[0])
+	// Runs after etcd stopped: its WAL, snapshots and database hold no token.
+	t.Cleanup(func() { testutil.CheckNoTokensInTree(t, filepath.Join(c.dir, "etcd"), nil) })
 	start(t, tool(t, "etcd"), "--data-dir", filepath.Join(c.dir, "etcd"),
 		"--listen-client-urls", c.etcdURL, "--advertise-client-urls", c.etcdURL,
 		"--listen-peer-urls", "http://127.0.0.1:"+itoa(ports[1]), "--initial-advertise-peer-urls", "http://127.0.0.1:"+itoa(ports[1]),

@@ -115,7 +115,8 @@ type process struct {
 	err  error
 }
 
-// start launches name with args; it is killed by PID when the test ends.
+// start launches name with args; it is killed by PID when the test ends,
+// and its output checked for token values.
 func start(t *testing.T, name string, args ...string) *process {
 	t.Helper()
 	p := &process{cmd: exec.Command(name, args...), logs: &testutil.Buffer{}, done: make(chan struct{})}
@@ -127,6 +128,9 @@ func start(t *testing.T, name string, args ...string) *process {
 	go func() { p.err = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() {
 		p.stop(syscall.SIGTERM)
+		// Every process's output (Portcullis at debug level, kube-apiserver,
+		// etcd) is checked for token values.
+		testutil.CheckNoTokens(t, "the output of "+filepath.Base(name), []byte(p.logs.String()), nil)
 		if t.Failed() {
 			t.Logf("%s logs:\n%s", filepath.Base(name), p.logs.String())
 		}

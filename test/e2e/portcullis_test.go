@@ -16,6 +16,8 @@ import (
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	webhookutil "k8s.io/apiserver/pkg/util/webhook"
 	"k8s.io/apiserver/plugin/pkg/authenticator/token/webhook"
+
+	"portcullis.dev/portcullis/internal/testutil"
 )
 
 // instance is a portcullis process with its init directory.
@@ -37,6 +39,8 @@ func initInstanceHosts(t *testing.T, hosts string) *instance {
 	t.Helper()
 	ports := freePorts(t, 2)
 	in := &instance{dir: filepath.Join(t.TempDir(), "p"), webhookPort: ports[0], securePort: ports[1]}
+	// Runs after the process stopped: the store file and audit log hold no token.
+	t.Cleanup(func() { testutil.CheckNoTokensInTree(t, in.dir, nil) })
 	if _, err := run(t, portcullisBin, "init", "--dir", in.dir, "--hosts", hosts,
 		"--webhook-port", itoa(in.webhookPort), "--secure-port", itoa(in.securePort),
 		"--api-audiences", "https://kubernetes.default.svc.cluster.local"); err != nil {
@@ -48,7 +52,8 @@ func initInstanceHosts(t *testing.T, hosts string) *instance {
 // serve starts `portcullis serve` and waits until /readyz answers ok.
 func (in *instance) serve(t *testing.T, extra ...string) {
 	t.Helper()
-	args := append([]string{"serve", "--config", filepath.Join(in.dir, "portcullis.yaml"), "--bind-address", "127.0.0.1", "--log-level", "debug", "--metrics-port", "0"}, extra...)
+	args := append([]string{"serve", "--config", filepath.Join(in.dir, "portcullis.yaml"), "--bind-address", "127.0.0.1", "--log-level", "debug", "--metrics-port", "0",
+		"--audit-log-path", filepath.Join(in.dir, "audit.log")}, extra...)
 	in.proc = start(t, portcullisBin, args...)
 	in.waitReady(t)
 }

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"path/filepath"
@@ -74,7 +75,9 @@ func (h *harness) replicaWith(wrapStore func(store.Store) store.Store) *harness 
 	cfg := *h.cfg
 	ports := freePorts(h.t, 2)
 	cfg.WebhookPort, cfg.SecurePort = ports[0], ports[1]
-	r := &harness{t: h.t, dir: h.dir, cfg: &cfg, logs: &testutil.Buffer{}, wrapStore: wrapStore}
+	cfg.AuditLogPath = filepath.Join(h.dir, fmt.Sprintf("audit-%d.log", cfg.WebhookPort))
+	r := &harness{t: h.t, dir: h.dir, cfg: &cfg, logs: &testutil.Buffer{}, wrapStore: wrapStore, base: h}
+	h.peers = append(h.peers, r)
 	r.start()
 	h.t.Cleanup(r.stop)
 	return r
