@@ -88,6 +88,10 @@ var mutants = []mutant{
 	{"bindings: being deleted", "authn/bindings.go", `return string(m.GetUID()) == b.UID && m.GetDeletionTimestamp() == nil, nil`, `return string(m.GetUID()) == b.UID, nil`},
 	{"bindings: not synced", "authn/bindings.go", `if !o.Synced() {`, `if false {`},
 
+	// Durability: a record or revocation is acknowledged only once synced.
+	{"bolt: fsync before acknowledging", "store/bolt/bolt.go",
+		`FreelistType: bbolt.FreelistMapType}`, `FreelistType: bbolt.FreelistMapType, NoSync: true}`},
+
 	// The webhook.
 	{"webhook: requested audiences", "authn/webhook.go",
 		`h.reviewer.Review(r.Context(), req.Spec.Token, req.Spec.Audiences)`, `h.reviewer.Review(r.Context(), req.Spec.Token, nil)`},
