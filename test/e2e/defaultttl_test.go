@@ -11,8 +11,12 @@ import (
 // TestRevocationDelayWithDefaultCacheTTL measures how long kube-apiserver,
 // with its default --authentication-token-webhook-cache-ttl (2m), keeps
 // accepting a token after Portcullis revoked it. It takes over two minutes,
-// so it runs only with PORTCULLIS_E2E_SLOW=1; docs/kube-apiserver.md records
-// its result.
+// so it runs only with PORTCULLIS_E2E_SLOW=1 (make test sets it); it holds
+// docs/kube-apiserver.md to its figure.
+// documentedDefaultDelay is the worst case docs/kube-apiserver.md states
+// for the default webhook cache TTL.
+const documentedDefaultDelay = 2*time.Minute + 10*time.Second
+
 func TestRevocationDelayWithDefaultCacheTTL(t *testing.T) {
 	if os.Getenv("PORTCULLIS_E2E_SLOW") == "" {
 		t.Skip("takes over two minutes; set PORTCULLIS_E2E_SLOW=1")
@@ -35,7 +39,13 @@ func TestRevocationDelayWithDefaultCacheTTL(t *testing.T) {
 	revokedAt := time.Now()
 	for range 400 {
 		if _, err := c.kubectlQuiet(api, token, "auth", "whoami"); err != nil && strings.Contains(err.Error(), "Unauthorized") {
-			t.Logf("default cache TTL: the revoked token was still accepted for %v after its revocation", time.Since(revokedAt).Round(time.Second))
+			delay := time.Since(revokedAt)
+			t.Logf("default cache TTL: the revoked token was still accepted for %v after its revocation", delay.Round(time.Second))
+			// docs/kube-apiserver.md promises up to ~2m10s (TTL plus
+			// kube-apiserver's own 10 s); a few seconds of kubectl runs on top.
+			if delay > documentedDefaultDelay+5*time.Second {
+				t.Errorf("the delay %v exceeds the documented %v: fix docs/kube-apiserver.md", delay.Round(time.Second), documentedDefaultDelay)
+			}
 			return
 		}
 		time.Sleep(time.Second)
