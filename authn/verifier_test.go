@@ -126,11 +126,6 @@ func signRaw(t *testing.T, alg jwa.SignatureAlgorithm, key any, hdr map[string]a
 	return string(out)
 }
 
-func b64(v any) string {
-	b, _ := json.Marshal(v)
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
 func TestReviewGoodToken(t *testing.T) {
 	f := newFixture(t)
 	tok := f.mint(t, "system:serviceaccount:ns:sa", time.Hour)

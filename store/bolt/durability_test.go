@@ -5,6 +5,7 @@ package bolt
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -25,7 +26,7 @@ func TestAcknowledgedWritesSurviveLosingUnsyncedData(t *testing.T) {
 	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
 	acked := map[string]bool{} // jti -> revoked
 	const crashes, perRound = 5, 60
-	var l *lazyfs.FS
+	var l *lazyfs.Process
 	var s *Store
 	// A test that fails must still close and unmount, or its process cannot exit.
 	t.Cleanup(func() {
@@ -38,7 +39,7 @@ func TestAcknowledgedWritesSurviveLosingUnsyncedData(t *testing.T) {
 	})
 	for round := range crashes + 1 {
 		var err error
-		if l, err = lazyfs.Mount(backing, dir); err != nil {
+		if l, err = lazyfs.MountProcess(backing, dir); err != nil {
 			t.Fatal(err)
 		}
 		if s, err = Open(filepath.Join(dir, "portcullis.db"), time.Second); err != nil {
@@ -98,4 +99,12 @@ func TestAcknowledgedWritesSurviveLosingUnsyncedData(t *testing.T) {
 	if len(acked) != crashes*perRound {
 		t.Fatalf("%d records acknowledged, want %d", len(acked), crashes*perRound)
 	}
+}
+
+// TestMain lets this test binary serve the lazy filesystem as a child
+// process (see lazyfs.Process: bbolt maps its file, so the filesystem must
+// be served by another process).
+func TestMain(m *testing.M) {
+	lazyfs.ServeIfChild()
+	os.Exit(m.Run())
 }
