@@ -24,6 +24,8 @@ func TestRevocationDelayWithDefaultCacheTTL(t *testing.T) {
 	c := newCluster(t)
 	api := c.startKubeAPIServerCacheTTL(filepath.Join(c.portcullis.dir, "webhook.kubeconfig"), "v1", "")
 	c.servePortcullis(api)
+	// The RBAC Portcullis needs to read the objects a token is bound to.
+	c.registerAggregation(api)
 	admin := filepath.Join(c.portcullis.dir, "admin.kubeconfig")
 	c.kubectlQuiet(api, adminToken, "create", "namespace", "ns")
 	c.kubectlQuiet(api, adminToken, "create", "serviceaccount", "sa", "-n", "ns")
