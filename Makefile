@@ -66,13 +66,14 @@ lint: ## gofmt, go vet and staticcheck.
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
 .PHONY: generate
-generate: ## Regenerate the OpenAPI definitions.
-	./hack/update-openapi.sh
+generate: ## Regenerate DeepCopy functions, OpenAPI model names and definitions (hack/update-codegen.sh).
+	./hack/update-codegen.sh
 
 .PHONY: verify
-verify: generate ## Check that generated code and go.mod are up to date.
+verify: generate ## Fail when generated code, go.mod or gofmt drifted from the sources.
 	$(GO) mod tidy
-	git diff --exit-code -- go.mod go.sum issuer/server/openapi
+	@git add -N . && git diff --exit-code --stat -- go.mod go.sum issuer/apis issuer/server/openapi || { echo "generated code or go.mod is out of date: run make generate && go mod tidy"; exit 1; }
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt: $$out"; exit 1; fi
 
 .PHONY: help
 help: ## Show this help.

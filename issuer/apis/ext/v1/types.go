@@ -16,6 +16,8 @@ var SchemeGroupVersion = schema.GroupVersion{Group: GroupName, Version: "v1"}
 
 // Token is a user's own API token. It is cluster-scoped; users see only
 // their own.
+//
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 type Token struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -60,75 +62,14 @@ type TokenStatus struct {
 }
 
 // TokenList is a list of Tokens.
+//
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 type TokenList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 
 	Items []Token `json:"items"`
 }
-
-// DeepCopyInto copies t into out.
-func (t *Token) DeepCopyInto(out *Token) {
-	*out = *t
-	t.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
-	if t.Spec.Enabled != nil {
-		v := *t.Spec.Enabled
-		out.Spec.Enabled = &v
-	}
-	if t.Status.LastUsedAt != nil {
-		out.Status.LastUsedAt = t.Status.LastUsedAt.DeepCopy()
-	}
-}
-
-// DeepCopy returns a copy of t.
-func (t *Token) DeepCopy() *Token {
-	if t == nil {
-		return nil
-	}
-	out := new(Token)
-	t.DeepCopyInto(out)
-	return out
-}
-
-// DeepCopyObject implements runtime.Object.
-func (t *Token) DeepCopyObject() runtime.Object { return t.DeepCopy() }
-
-// DeepCopyInto copies l into out.
-func (l *TokenList) DeepCopyInto(out *TokenList) {
-	*out = *l
-	l.ListMeta.DeepCopyInto(&out.ListMeta)
-	if l.Items != nil {
-		out.Items = make([]Token, len(l.Items))
-		for i := range l.Items {
-			l.Items[i].DeepCopyInto(&out.Items[i])
-		}
-	}
-}
-
-// DeepCopy returns a copy of l.
-func (l *TokenList) DeepCopy() *TokenList {
-	if l == nil {
-		return nil
-	}
-	out := new(TokenList)
-	l.DeepCopyInto(out)
-	return out
-}
-
-// DeepCopyObject implements runtime.Object.
-func (l *TokenList) DeepCopyObject() runtime.Object { return l.DeepCopy() }
-
-// OpenAPIModelName names Token in OpenAPI.
-func (Token) OpenAPIModelName() string { return "io.cattle.ext.v1.Token" }
-
-// OpenAPIModelName names TokenList in OpenAPI.
-func (TokenList) OpenAPIModelName() string { return "io.cattle.ext.v1.TokenList" }
-
-// OpenAPIModelName names TokenSpec in OpenAPI.
-func (TokenSpec) OpenAPIModelName() string { return "io.cattle.ext.v1.TokenSpec" }
-
-// OpenAPIModelName names TokenStatus in OpenAPI.
-func (TokenStatus) OpenAPIModelName() string { return "io.cattle.ext.v1.TokenStatus" }
 
 // AddToScheme registers the types under v1 and, as the same Go types, as
 // the internal version (the issuer keeps no other representation).

@@ -14,6 +14,8 @@ var SchemeGroupVersion = schema.GroupVersion{Group: GroupName, Version: "v1"}
 
 // TokenResponse is the answer of GET …/virtualmachines/{name}/vnc, as
 // KubeVirt's vm-console-proxy gives it: the token and when it expires.
+//
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 type TokenResponse struct {
 	metav1.TypeMeta `json:",inline"`
 
@@ -22,19 +24,6 @@ type TokenResponse struct {
 	// ExpirationTimestamp is when the token expires.
 	ExpirationTimestamp metav1.Time `json:"expirationTimestamp"`
 }
-
-// DeepCopyObject implements runtime.Object.
-func (t *TokenResponse) DeepCopyObject() runtime.Object {
-	if t == nil {
-		return nil
-	}
-	out := *t
-	t.ExpirationTimestamp.DeepCopyInto(&out.ExpirationTimestamp)
-	return &out
-}
-
-// OpenAPIModelName names TokenResponse in OpenAPI.
-func (TokenResponse) OpenAPIModelName() string { return "io.kubevirt.token.v1.TokenResponse" }
 
 // AddToScheme registers the types under v1 and, as the same Go types, as
 // the internal version.

@@ -14,6 +14,8 @@ var SchemeGroupVersion = schema.GroupVersion{Group: GroupName, Version: "v1alpha
 
 // Revocation revokes one token (spec.jti) or every token of a subject minted
 // up to the revocation's creation (spec.subject). It is cluster-scoped.
+//
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 type Revocation struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -46,65 +48,14 @@ type RevocationStatus struct {
 }
 
 // RevocationList is a list of Revocations.
+//
+// +k8s:deepcopy-gen:interfaces=k8s.io/apimachinery/pkg/runtime.Object
 type RevocationList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 
 	Items []Revocation `json:"items"`
 }
-
-// DeepCopyInto copies r into out.
-func (r *Revocation) DeepCopyInto(out *Revocation) {
-	*out = *r
-	out.TypeMeta = r.TypeMeta
-	r.ObjectMeta.DeepCopyInto(&out.ObjectMeta)
-	out.Spec = r.Spec
-	out.Status = r.Status
-	if r.Status.ExpiresAt != nil {
-		out.Status.ExpiresAt = r.Status.ExpiresAt.DeepCopy()
-	}
-	if r.Status.EffectiveAt != nil {
-		out.Status.EffectiveAt = r.Status.EffectiveAt.DeepCopy()
-	}
-}
-
-// DeepCopy returns a copy of r.
-func (r *Revocation) DeepCopy() *Revocation {
-	if r == nil {
-		return nil
-	}
-	out := new(Revocation)
-	r.DeepCopyInto(out)
-	return out
-}
-
-// DeepCopyObject implements runtime.Object.
-func (r *Revocation) DeepCopyObject() runtime.Object { return r.DeepCopy() }
-
-// DeepCopyInto copies l into out.
-func (l *RevocationList) DeepCopyInto(out *RevocationList) {
-	*out = *l
-	l.ListMeta.DeepCopyInto(&out.ListMeta)
-	if l.Items != nil {
-		out.Items = make([]Revocation, len(l.Items))
-		for i := range l.Items {
-			l.Items[i].DeepCopyInto(&out.Items[i])
-		}
-	}
-}
-
-// DeepCopy returns a copy of l.
-func (l *RevocationList) DeepCopy() *RevocationList {
-	if l == nil {
-		return nil
-	}
-	out := new(RevocationList)
-	l.DeepCopyInto(out)
-	return out
-}
-
-// DeepCopyObject implements runtime.Object.
-func (l *RevocationList) DeepCopyObject() runtime.Object { return l.DeepCopy() }
 
 // AddToScheme registers the types under v1alpha1 and, as the same Go types,
 // as the internal version: the issuer stores nothing in another version, so
