@@ -141,12 +141,9 @@ func (s *Store) UpdateRecord(_ context.Context, jti string, update func(*store.R
 		if err != nil {
 			return err
 		}
-		oldExpiry, oldName := r.ExpiresAt, userName(r)
-		if err := update(r); err != nil {
+		oldExpiry := r.ExpiresAt
+		if err := store.ApplyUpdate(r, update); err != nil {
 			return err
-		}
-		if r.JTI != jti || userName(r) != oldName {
-			return fmt.Errorf("bolt: update of %q changed its jti or name", jti)
 		}
 		data, err := json.Marshal(r)
 		if err != nil {
@@ -195,17 +192,10 @@ func deleteRecord(tx *bbolt.Tx, r *store.Record) error {
 	if err := tx.Bucket(bucketExpiry).Delete(expiryKey(r.ExpiresAt, r.JTI)); err != nil {
 		return err
 	}
-	if name := userName(r); name != "" {
+	if name := store.UserName(r); name != "" {
 		return tx.Bucket(bucketNames).Delete([]byte(name))
 	}
 	return nil
-}
-
-func userName(r *store.Record) string {
-	if r.User == nil {
-		return ""
-	}
-	return r.User.Name
 }
 
 // GetRecord implements store.Store.
@@ -266,9 +256,7 @@ func (s *Store) revoke(rev *store.Revocation) error {
 			if err := json.Unmarshal(data, &r); err != nil {
 				return fmt.Errorf("bolt: decode record: %w", err)
 			}
-			if r.RevokedAt == nil {
-				at := rev.Created
-				r.RevokedAt = &at
+			if store.MarkRevoked(&r, rev) {
 				updated, err := json.Marshal(&r)
 				if err != nil {
 					return err
@@ -277,8 +265,6 @@ func (s *Store) revoke(rev *store.Revocation) error {
 					return err
 				}
 			}
-			exp := r.ExpiresAt
-			rev.ExpiresAt = &exp
 		}
 		data, err := json.Marshal(rev)
 		if err != nil {

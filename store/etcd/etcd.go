@@ -177,12 +177,9 @@ func (s *Store) UpdateRecord(ctx context.Context, jti string, update func(*store
 		if err != nil {
 			return nil, fmt.Errorf("etcd: record %q: %w", jti, err)
 		}
-		oldExpiry, oldName := r.ExpiresAt, userName(r)
-		if err := update(r); err != nil {
+		oldExpiry := r.ExpiresAt
+		if err := store.ApplyUpdate(r, update); err != nil {
 			return nil, err
-		}
-		if r.JTI != jti || userName(r) != oldName {
-			return nil, fmt.Errorf("etcd: update of %q changed its jti or name", jti)
 		}
 		ops, err := s.putRecordOps(r)
 		if err != nil {
@@ -201,17 +198,10 @@ func (s *Store) UpdateRecord(ctx context.Context, jti string, update func(*store
 	}
 }
 
-func userName(r *store.Record) string {
-	if r.User == nil {
-		return ""
-	}
-	return r.User.Name
-}
-
 // deleteRecordOps are the writes that remove r and its indexes.
 func (s *Store) deleteRecordOps(r *store.Record) []clientv3.Op {
 	ops := []clientv3.Op{clientv3.OpDelete(s.recordKey(r.JTI)), clientv3.OpDelete(s.expiryKey(r.ExpiresAt, r.JTI))}
-	if name := userName(r); name != "" {
+	if name := store.UserName(r); name != "" {
 		ops = append(ops, clientv3.OpDelete(s.nameKey(name)))
 	}
 	return ops
@@ -274,9 +264,7 @@ func (s *Store) Revoke(ctx context.Context, rev *store.Revocation) error {
 			if err != nil {
 				return fmt.Errorf("etcd: record %q: %w", rev.Target, err)
 			}
-			if r.RevokedAt == nil {
-				at := rev.Created
-				r.RevokedAt = &at
+			if store.MarkRevoked(r, rev) {
 				data, err := json.Marshal(r)
 				if err != nil {
 					return err
@@ -284,8 +272,6 @@ func (s *Store) Revoke(ctx context.Context, rev *store.Revocation) error {
 				ops = append(ops, clientv3.OpPut(s.recordKey(r.JTI), string(data)))
 			}
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(s.recordKey(r.JTI)), "=", modRev))
-			exp := r.ExpiresAt
-			rev.ExpiresAt = &exp
 		}
 		data, err := json.Marshal(rev)
 		if err != nil {
