@@ -12,7 +12,7 @@ func BenchmarkReviewCached(b *testing.B) {
 	f := newFixture(b)
 	tok := f.mint(b, "system:serviceaccount:ns:sa", time.Hour).Value
 	f.verifier.Review(context.Background(), tok, nil)
-	f.cache.Wait()
+	f.wait()
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {

@@ -69,7 +69,7 @@ func TestBoundTokensDieWithWhatTheyAreBoundTo(t *testing.T) {
 		"nothing to check them with": {bindings: nil, want: ReasonBindingGone},
 	} {
 		t.Run(name, func(t *testing.T) {
-			v := NewVerifier(f.ring, f.cache, VerifierOptions{Issuer: testIssuer, APIAudiences: []string{testAudience}, Clock: f.clock, Bindings: tc.bindings})
+			v := newVerifier(t, f.ring, f.state, VerifierOptions{Issuer: testIssuer, APIAudiences: []string{testAudience}, Clock: f.clock, Bindings: tc.bindings})
 			res, err := v.Review(context.Background(), tok.Value, nil)
 			switch {
 			case tc.undecide:

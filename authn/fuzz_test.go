@@ -16,6 +16,7 @@ import (
 	"portcullis.dev/portcullis/authn/authntest"
 	"portcullis.dev/portcullis/keys"
 	"portcullis.dev/portcullis/store"
+	tokenfmt "portcullis.dev/portcullis/token"
 )
 
 // fuzzSubject is the one identity minted for the fuzz targets.
@@ -34,7 +35,7 @@ func newFuzzTokens(f *testing.F) *fuzzTokens {
 	fx := newFixture(f)
 	good := fx.mint(f, fuzzSubject, time.Hour)
 	revoked := fx.mint(f, fuzzSubject, time.Hour)
-	if err := fx.cache.Revoke(context.Background(), &store.Revocation{Name: "r", Scope: store.ScopeJTI, Target: revoked.Record.JTI, Created: fx.clock.Now()}); err != nil {
+	if err := fx.state.Revoke(context.Background(), &store.Revocation{Name: "r", Scope: store.ScopeJTI, Target: revoked.Record.JTI, Created: fx.clock.Now()}); err != nil {
 		f.Fatal(err)
 	}
 	other, err := keys.Generate(jwa.ES256, rand.Reader, fx.clock.Now())
@@ -62,8 +63,8 @@ func (ft *fuzzTokens) seeds(f *testing.F) []string {
 // identity minted for the good token, with its jti.
 func (ft *fuzzTokens) authenticatedAs(t *testing.T, input, name string, extra map[string][]string) {
 	t.Helper()
-	if name != fuzzSubject || !slices.Equal(extra[CredentialIDExtra], []string{"JTI=" + ft.goodJTI}) {
-		t.Fatalf("authenticated as %q %v for %q; only %q with jti %s may", name, extra[CredentialIDExtra], input, fuzzSubject, ft.goodJTI)
+	if name != fuzzSubject || !slices.Equal(extra[tokenfmt.CredentialIDExtra], []string{"JTI=" + ft.goodJTI}) {
+		t.Fatalf("authenticated as %q %v for %q; only %q with jti %s may", name, extra[tokenfmt.CredentialIDExtra], input, fuzzSubject, ft.goodJTI)
 	}
 }
 

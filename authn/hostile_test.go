@@ -12,6 +12,7 @@ import (
 	"portcullis.dev/portcullis/authn/authntest"
 	"portcullis.dev/portcullis/issuer"
 	"portcullis.dev/portcullis/keys"
+	"portcullis.dev/portcullis/revocation"
 	"portcullis.dev/portcullis/store"
 )
 
@@ -37,7 +38,7 @@ func warm(t *testing.T, f *fixture, tok string) {
 	if res, err := f.verifier.Review(context.Background(), tok, nil); err != nil || !res.Authenticated() {
 		t.Fatalf("the real token was not authenticated before the change: %+v %v", res, err)
 	}
-	f.cache.Wait()
+	f.wait()
 }
 
 // stateless mints a stateless (VNC) token of subject.
@@ -55,7 +56,7 @@ func stateless(t *testing.T, f *fixture) *issuer.Token {
 
 func revoke(t *testing.T, f *fixture, scope store.Scope, target string) {
 	t.Helper()
-	err := f.cache.Revoke(context.Background(), &store.Revocation{Name: "r-" + string(scope), Scope: scope, Target: target, Created: f.clock.Now()})
+	err := f.state.Revoke(context.Background(), &store.Revocation{Name: "r-" + string(scope), Scope: scope, Target: target, Created: f.clock.Now()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +180,7 @@ func hostileCases() []hostileCase {
 		// The record: exact state in the store.
 		{"record deleted", func(t *testing.T, f *fixture) (string, []string) {
 			tok := real(t, f)
-			if err := f.cache.DeleteRecord(context.Background(), tok.Record.JTI); err != nil {
+			if err := f.state.DeleteRecord(context.Background(), tok.Record.JTI); err != nil {
 				t.Fatal(err)
 			}
 			return tok.Value, nil
@@ -187,7 +188,7 @@ func hostileCases() []hostileCase {
 		{"record deleted after the token was cached", func(t *testing.T, f *fixture) (string, []string) {
 			tok := real(t, f)
 			warm(t, f, tok.Value)
-			if err := f.cache.DeleteRecord(context.Background(), tok.Record.JTI); err != nil {
+			if err := f.state.DeleteRecord(context.Background(), tok.Record.JTI); err != nil {
 				t.Fatal(err)
 			}
 			return tok.Value, nil
@@ -201,7 +202,7 @@ func hostileCases() []hostileCase {
 		{"record expiry shortened", func(t *testing.T, f *fixture) (string, []string) {
 			tok := real(t, f)
 			warm(t, f, tok.Value)
-			_, err := f.cache.UpdateRecord(context.Background(), tok.Record.JTI, func(r *store.Record) error {
+			_, err := f.state.UpdateRecord(context.Background(), tok.Record.JTI, func(r *store.Record) error {
 				r.ExpiresAt = f.clock.Now().Add(-time.Second)
 				return nil
 			})
@@ -219,7 +220,7 @@ func hostileCases() []hostileCase {
 				t.Fatal(err)
 			}
 			warm(t, f, tok.Value)
-			_, err = f.cache.UpdateRecord(context.Background(), tok.Record.JTI, func(r *store.Record) error {
+			_, err = f.state.UpdateRecord(context.Background(), tok.Record.JTI, func(r *store.Record) error {
 				r.User.Disabled = true
 				return nil
 			})
@@ -263,9 +264,10 @@ func hostileCases() []hostileCase {
 			if res, err := other.Review(context.Background(), tok.Value, nil); err != nil || !res.Authenticated() {
 				t.Fatalf("before the revocation: %+v %v", res, err)
 			}
-			other.cache.Wait()
+			other.WaitCache()
+			other.state.(*revocation.Authority).Wait()
 			revoke(t, f, store.ScopeJTI, tok.Record.JTI)
-			if err := other.cache.Load(context.Background()); err != nil {
+			if err := other.state.(*revocation.Authority).Load(context.Background()); err != nil {
 				t.Fatal(err)
 			}
 			f.verifier = other
@@ -297,7 +299,7 @@ func hostileCases() []hostileCase {
 		}, ReasonBindingGone},
 		{"bound ServiceAccount recreated", func(t *testing.T, f *fixture) (string, []string) {
 			tok := bound(t, f)
-			f.verifier = NewVerifier(f.ring, f.cache, VerifierOptions{Issuer: testIssuer, APIAudiences: []string{testAudience}, Clock: f.clock,
+			f.verifier = newVerifier(t, f.ring, f.state, VerifierOptions{Issuer: testIssuer, APIAudiences: []string{testAudience}, Clock: f.clock,
 				Bindings: fakeBindings{objects: map[string]string{"ServiceAccount/ns/sa": "new-uid"}}})
 			return tok.Value, nil
 		}, ReasonBindingGone},
@@ -358,7 +360,7 @@ func TestForgeriesOfNothingAuthenticate(t *testing.T) {
 		"high-S twin": func(t *testing.T) string { return authntest.HighSTwin(t, real(t, f).Value) },
 		"stateless":   func(t *testing.T) string { return stateless(t, f).Value },
 		"bound, binding there": func(t *testing.T) string {
-			f.verifier = NewVerifier(f.ring, f.cache, VerifierOptions{Issuer: testIssuer, APIAudiences: []string{testAudience}, Clock: f.clock,
+			f.verifier = newVerifier(t, f.ring, f.state, VerifierOptions{Issuer: testIssuer, APIAudiences: []string{testAudience}, Clock: f.clock,
 				Bindings: fakeBindings{objects: map[string]string{"ServiceAccount/ns/sa": "sa-uid"}}})
 			return bound(t, f).Value
 		},

@@ -3,10 +3,12 @@ package authn
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"slices"
 	"strings"
@@ -19,22 +21,17 @@ import (
 	"k8s.io/utils/clock"
 
 	"portcullis.dev/portcullis/cache"
-	"portcullis.dev/portcullis/issuer"
 	"portcullis.dev/portcullis/keys"
 	"portcullis.dev/portcullis/store"
+	tokenfmt "portcullis.dev/portcullis/token"
 )
 
 // MaxTokenBytes is the largest token looked at; larger ones are refused
 // before any parsing.
-const MaxTokenBytes = 16 << 10
+const MaxTokenBytes = tokenfmt.MaxBytes
 
-// DefaultLeeway is the clock skew allowed on exp, nbf and iat, as Kubernetes
-// allows for service account tokens.
-const DefaultLeeway = 60 * time.Second
-
-// CredentialIDExtra is the extra key that names the credential in
-// kube-apiserver's audit log.
-const CredentialIDExtra = "authentication.kubernetes.io/credential-id"
+// DefaultLeeway is the clock skew allowed on exp, nbf and iat.
+const DefaultLeeway = tokenfmt.DefaultLeeway
 
 // Reason says why a token was not authenticated. It goes to debug logs and
 // metric labels, never to the caller.
@@ -70,6 +67,42 @@ type Bindings interface {
 	Exists(b *store.BoundObject) (bool, error)
 }
 
+// Keys finds the key a token names (keys.Ring).
+type Keys interface {
+	// VerificationKey returns the key kid, keys.ErrRetiredKey for a
+	// retired one, another error for an unknown one.
+	VerificationKey(kid string) (*keys.Key, error)
+}
+
+// State is the exact state a review decides from (revocation.Authority).
+type State interface {
+	// Fresh fails while the state may be staler than its bound.
+	Fresh() error
+	// Record returns a token's record; store.ErrNotFound if it has none.
+	Record(ctx context.Context, jti string) (*store.Record, error)
+	// Revoked says whether r is revoked.
+	Revoked(r *store.Record) (store.Scope, bool, error)
+	// Touch notes that a user token authenticated at now.
+	Touch(jti string, now time.Time)
+}
+
+// Verified is what a signature check proved about a token: the claims the
+// review needs afterwards. It is cached so a repeated token skips the crypto.
+type Verified struct {
+	JTI       string
+	Subject   string
+	KeyID     string
+	Issuer    string
+	Audiences []string
+	IssuedAt  time.Time
+	NotBefore time.Time
+	Expiry    time.Time
+	// Stateless tokens have no record: Record is built from the claims.
+	Stateless bool
+	// Record is the identity of a stateless token, from its claims.
+	Record *store.Record
+}
+
 // Result is the outcome of a review that could be decided.
 type Result struct {
 	// User is set when the token is authenticated.
@@ -99,20 +132,27 @@ type VerifierOptions struct {
 	Logger *slog.Logger
 	// Bindings, when set, checks bound objects (cluster-connected mode).
 	Bindings Bindings
+	// CacheEntries bounds the cache of signature checks (0: cache.DefaultMaxEntries).
+	CacheEntries int64
+	// Rand is the randomness for the cache's HMAC key; nil means crypto/rand.
+	Rand io.Reader
 }
 
 // Verifier checks tokens: signature, claims, then the exact store state.
 type Verifier struct {
-	opts  VerifierOptions
-	ring  *keys.Ring
-	cache *cache.Cache
-	log   *slog.Logger
+	opts   VerifierOptions
+	ring   Keys
+	state  State
+	log    *slog.Logger
+	keyer  *cache.Keyer
+	tokens *cache.Cache[*Verified]
 }
 
 var _ authenticator.Token = (*Verifier)(nil)
 
-// NewVerifier returns a Verifier over ring and c.
-func NewVerifier(ring *keys.Ring, c *cache.Cache, opts VerifierOptions) *Verifier {
+// NewVerifier returns a Verifier of the tokens signed by ring's keys,
+// deciding from state.
+func NewVerifier(ring Keys, state State, opts VerifierOptions) (*Verifier, error) {
 	if opts.Leeway == 0 {
 		opts.Leeway = DefaultLeeway
 	}
@@ -122,8 +162,29 @@ func NewVerifier(ring *keys.Ring, c *cache.Cache, opts VerifierOptions) *Verifie
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Verifier{opts: opts, ring: ring, cache: c, log: opts.Logger}
+	if opts.Rand == nil {
+		opts.Rand = rand.Reader
+	}
+	keyer, err := cache.NewKeyer(opts.Rand)
+	if err != nil {
+		return nil, err
+	}
+	tokens, err := cache.New[*Verified](opts.CacheEntries)
+	if err != nil {
+		return nil, err
+	}
+	return &Verifier{opts: opts, ring: ring, state: state, log: opts.Logger, keyer: keyer, tokens: tokens}, nil
 }
+
+// Close stops the cache of signature checks.
+func (v *Verifier) Close() { v.tokens.Close() }
+
+// CacheStats returns the counters of the cache of signature checks.
+func (v *Verifier) CacheStats() cache.Stats { return v.tokens.Stats() }
+
+// WaitCache blocks until pending cache writes are applied; for benchmarks
+// that need a warm cache.
+func (v *Verifier) WaitCache() { v.tokens.Wait() }
 
 // AuthenticateToken implements authenticator.Token for the issuer's own API:
 // audiences come from the request context.
@@ -152,36 +213,6 @@ type header struct {
 	Crit json.RawMessage `json:"crit"`
 }
 
-// payload holds the registered claims that are checked.
-type payload struct {
-	Issuer    string   `json:"iss"`
-	Subject   string   `json:"sub"`
-	Audience  audience `json:"aud"`
-	Expiry    *int64   `json:"exp"`
-	NotBefore *int64   `json:"nbf"`
-	IssuedAt  *int64   `json:"iat"`
-	ID        string   `json:"jti"`
-	Private   struct {
-		Kind string `json:"kind"`
-		issuer.StatelessClaims
-	} `json:"portcullis.dev"`
-}
-
-// audience accepts aud as an array (what Portcullis writes) or a string.
-type audience []string
-
-func (a *audience) UnmarshalJSON(b []byte) error {
-	if len(b) > 0 && b[0] == '"' {
-		var s string
-		if err := json.Unmarshal(b, &s); err != nil {
-			return err
-		}
-		*a = []string{s}
-		return nil
-	}
-	return json.Unmarshal(b, (*[]string)(a))
-}
-
 // Review decides a token for the requested audiences (none: the API
 // audiences). The error is set only when the token could not be decided
 // (the store did not answer); a bad token is a Result with a Reason.
@@ -207,8 +238,8 @@ func (v *Verifier) review(ctx context.Context, token string, requested []string)
 	case len(token) > MaxTokenBytes:
 		return Result{Reason: ReasonTooLarge}, nil
 	}
-	key := v.cache.TokenKey(token)
-	verified, hit := v.cache.Verified(key)
+	key := v.keyer.Key(token)
+	verified, hit := v.tokens.Get(key)
 	if hit {
 		// The signature was checked before; the key may have been retired since.
 		if _, err := v.ring.VerificationKey(verified.KeyID); err != nil {
@@ -238,7 +269,7 @@ func (v *Verifier) review(ctx context.Context, token string, requested []string)
 	}
 	// A replica that fell behind its store decides nothing, and does not
 	// wait on a store that cannot answer.
-	if err := v.cache.Fresh(); err != nil {
+	if err := v.state.Fresh(); err != nil {
 		return res, fmt.Errorf("authn: %w", err)
 	}
 	var rec *store.Record
@@ -246,7 +277,7 @@ func (v *Verifier) review(ctx context.Context, token string, requested []string)
 	if verified.Stateless {
 		rec = verified.Record
 	} else {
-		rec, err = v.cache.Record(ctx, verified.JTI)
+		rec, err = v.state.Record(ctx, verified.JTI)
 	}
 	if errors.Is(err, store.ErrNotFound) {
 		res.Reason = ReasonRecordMissing
@@ -288,17 +319,17 @@ func (v *Verifier) review(ctx context.Context, token string, requested []string)
 		res.Reason = ReasonDisabled
 		return res, nil
 	}
-	if _, revoked, err := v.cache.Revoked(rec); err != nil {
+	if _, revoked, err := v.state.Revoked(rec); err != nil {
 		return res, fmt.Errorf("authn: revocation state: %w", err)
 	} else if revoked {
 		res.Reason = ReasonRevoked
 		return res, nil
 	}
 	if !hit {
-		v.cache.RememberVerified(key, verified)
+		v.tokens.Set(key, verified, verified.Expiry.Sub(now))
 	}
 	if rec.Kind == store.KindUser {
-		v.cache.Touch(rec.JTI, now)
+		v.state.Touch(rec.JTI, now)
 	}
 	res.User = userFor(rec)
 	return res, nil
@@ -307,7 +338,7 @@ func (v *Verifier) review(ctx context.Context, token string, requested []string)
 // verify checks everything that needs no store: shape, header, key,
 // signature, issuer and the presence of the claims. Cheap before expensive:
 // the issuer is checked on the unverified payload before the signature.
-func (v *Verifier) verify(token string) (*cache.Verified, Reason) {
+func (v *Verifier) verify(token string) (*Verified, Reason) {
 	// More than three segments fail below: a payload segment holding a
 	// dot is not base64url.
 	first := strings.IndexByte(token, '.')
@@ -316,7 +347,7 @@ func (v *Verifier) verify(token string) (*cache.Verified, Reason) {
 		return nil, ReasonMalformed
 	}
 	var h header
-	if _, err := decodeSegment(token[:first], &h); err != nil {
+	if raw, err := base64.RawURLEncoding.DecodeString(token[:first]); err != nil || json.Unmarshal(raw, &h) != nil {
 		return nil, ReasonMalformed
 	}
 	if h.JKU != nil || h.X5U != nil || h.JWK != nil || h.X5C != nil || h.Crit != nil {
@@ -326,9 +357,12 @@ func (v *Verifier) verify(token string) (*cache.Verified, Reason) {
 	if !ok {
 		return nil, ReasonAlgorithm
 	}
-	var p payload
 	// WARNING: not verified yet; only used to refuse foreign issuers early.
-	rawPayload, err := decodeSegment(token[first+1:last], &p)
+	rawPayload, err := base64.RawURLEncoding.DecodeString(token[first+1 : last])
+	if err != nil {
+		return nil, ReasonMalformed
+	}
+	p, err := tokenfmt.Decode(rawPayload)
 	if err != nil {
 		return nil, ReasonMalformed
 	}
@@ -351,35 +385,33 @@ func (v *Verifier) verify(token string) (*cache.Verified, Reason) {
 		return nil, ReasonMalformed
 	}
 	if p.Subject == "" || p.ID == "" || p.Expiry == nil || p.IssuedAt == nil || len(p.Audience) == 0 {
-		return &cache.Verified{JTI: p.ID}, ReasonMalformed
+		return &Verified{JTI: p.ID}, ReasonMalformed
 	}
-	vt := &cache.Verified{
+	vt := &Verified{
 		JTI:       p.ID,
 		Subject:   p.Subject,
 		KeyID:     key.ID,
 		Issuer:    p.Issuer,
 		Audiences: p.Audience,
-		IssuedAt:  time.Unix(*p.IssuedAt, 0),
-		Expiry:    time.Unix(*p.Expiry, 0),
-	}
-	if p.NotBefore != nil {
-		vt.NotBefore = time.Unix(*p.NotBefore, 0)
+		IssuedAt:  tokenfmt.Time(p.IssuedAt),
+		NotBefore: tokenfmt.Time(p.NotBefore),
+		Expiry:    tokenfmt.Time(p.Expiry),
 	}
 	if p.Private.Stateless {
-		issued, err := time.Parse(time.RFC3339Nano, p.Private.IssuedAt)
+		issued, err := tokenfmt.ParseIssuedAt(p.Private.IssuedAt)
 		if err != nil {
 			return vt, ReasonMalformed
 		}
 		vt.Stateless = true
 		vt.Record = &store.Record{
 			JTI: p.ID, Kind: store.Kind(p.Private.Kind), Subject: p.Subject, Groups: p.Private.Groups, Extra: p.Private.Extra,
-			Audiences: p.Audience, KeyID: key.ID, IssuedAt: issued, ExpiresAt: vt.Expiry, Binding: p.Private.Binding,
+			Audiences: p.Audience, KeyID: key.ID, IssuedAt: issued, ExpiresAt: vt.Expiry, Binding: boundObject(p.Private.Binding),
 		}
 	}
 	return vt, ""
 }
 
-func (v *Verifier) checkTimes(t *cache.Verified, now time.Time) Reason {
+func (v *Verifier) checkTimes(t *Verified, now time.Time) Reason {
 	leeway := v.opts.Leeway
 	switch {
 	case now.After(t.Expiry.Add(leeway)):
@@ -408,14 +440,12 @@ func allowedAlgorithm(name string) (jwa.SignatureAlgorithm, bool) {
 	return "", false
 }
 
-// decodeSegment decodes one base64url JWS segment as JSON into into and
-// returns the raw bytes.
-func decodeSegment(seg string, into any) ([]byte, error) {
-	raw, err := base64.RawURLEncoding.DecodeString(seg)
-	if err != nil {
-		return nil, err
+// boundObject is a stateless token's binding as the store names objects.
+func boundObject(b *tokenfmt.Binding) *store.BoundObject {
+	if b == nil {
+		return nil
 	}
-	return raw, json.Unmarshal(raw, into)
+	return &store.BoundObject{APIVersion: b.APIVersion, Kind: b.Kind, Namespace: b.Namespace, Name: b.Name, UID: b.UID}
 }
 
 // intersect returns the audiences in both lists, in the order of want.
@@ -436,6 +466,6 @@ func userFor(r *store.Record) *user.DefaultInfo {
 	for k, v := range r.Extra {
 		extra[k] = v
 	}
-	extra[CredentialIDExtra] = []string{"JTI=" + r.JTI}
+	extra[tokenfmt.CredentialIDExtra] = []string{"JTI=" + r.JTI}
 	return &user.DefaultInfo{Name: r.Subject, UID: r.UID, Groups: r.Groups, Extra: extra}
 }

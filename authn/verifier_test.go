@@ -17,11 +17,12 @@ import (
 	"github.com/lestrrat-go/jwx/v2/jws"
 	testingclock "k8s.io/utils/clock/testing"
 
-	"portcullis.dev/portcullis/cache"
 	"portcullis.dev/portcullis/issuer"
 	"portcullis.dev/portcullis/keys"
+	"portcullis.dev/portcullis/revocation"
 	"portcullis.dev/portcullis/store"
 	"portcullis.dev/portcullis/store/bolt"
+	tokenfmt "portcullis.dev/portcullis/token"
 )
 
 const (
@@ -36,7 +37,7 @@ type fixture struct {
 	next     *keys.Key // published in the ring, not signing yet
 	ring     *keys.Ring
 	store    *bolt.Store
-	cache    *cache.Cache
+	state    *revocation.Authority
 	minter   *issuer.Minter
 	verifier *Verifier
 }
@@ -63,7 +64,7 @@ func newFixture(t testing.TB) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	c, err := cache.New(st, cache.Options{Clock: clk})
+	c, err := revocation.New(st, revocation.Options{Clock: clk})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,9 +73,9 @@ func newFixture(t testing.TB) *fixture {
 		t.Fatal(err)
 	}
 	return &fixture{
-		clock: clk, key: key, next: next, ring: ring, store: st, cache: c,
+		clock: clk, key: key, next: next, ring: ring, store: st, state: c,
 		minter:   issuer.NewMinter(testIssuer, ring, c, clk, rand.Reader),
-		verifier: NewVerifier(ring, c, VerifierOptions{Issuer: testIssuer, APIAudiences: []string{testAudience}, Clock: clk}),
+		verifier: newVerifier(t, ring, c, VerifierOptions{Issuer: testIssuer, APIAudiences: []string{testAudience}, Clock: clk}),
 	}
 }
 
@@ -82,7 +83,7 @@ func newFixture(t testing.TB) *fixture {
 // store: nothing is cached, so every review asks the store.
 func (f *fixture) freshVerifier(t testing.TB) *Verifier {
 	t.Helper()
-	c, err := cache.New(f.store, cache.Options{Clock: f.clock})
+	c, err := revocation.New(f.store, revocation.Options{Clock: f.clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +91,7 @@ func (f *fixture) freshVerifier(t testing.TB) *Verifier {
 	if err := c.Load(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	return NewVerifier(f.ring, c, VerifierOptions{Issuer: testIssuer, APIAudiences: []string{testAudience}, Clock: f.clock})
+	return newVerifier(t, f.ring, c, VerifierOptions{Issuer: testIssuer, APIAudiences: []string{testAudience}, Clock: f.clock})
 }
 
 func (f *fixture) mint(t testing.TB, subject string, lifetime time.Duration, auds ...string) *issuer.Token {
@@ -137,13 +138,13 @@ func TestReviewGoodToken(t *testing.T) {
 		if res.User.Name != "system:serviceaccount:ns:sa" || res.User.UID != "uid-1" {
 			t.Fatalf("%s: user = %+v", pass, res.User)
 		}
-		if got := res.User.Extra[CredentialIDExtra]; !slices.Equal(got, []string{"JTI=" + tok.Record.JTI}) {
+		if got := res.User.Extra[tokenfmt.CredentialIDExtra]; !slices.Equal(got, []string{"JTI=" + tok.Record.JTI}) {
 			t.Fatalf("%s: credential-id = %v", pass, got)
 		}
 		if !slices.Equal(res.Audiences, []string{testAudience}) {
 			t.Fatalf("%s: audiences = %v", pass, res.Audiences)
 		}
-		f.cache.Wait()
+		f.wait()
 	}
 }
 
@@ -192,8 +193,8 @@ func TestReviewRevocation(t *testing.T) {
 			t.Fatalf("fresh token refused: %q", res.Reason)
 		}
 	}
-	f.cache.Wait() // both are now cached: the revocation must still win
-	if err := f.cache.Revoke(ctx, &store.Revocation{Name: "r1", Scope: store.ScopeJTI, Target: a.Record.JTI, Created: f.clock.Now()}); err != nil {
+	f.wait() // both are now cached: the revocation must still win
+	if err := f.state.Revoke(ctx, &store.Revocation{Name: "r1", Scope: store.ScopeJTI, Target: a.Record.JTI, Created: f.clock.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	if res, _ := f.verifier.Review(ctx, a.Value, nil); res.Reason != ReasonRevoked {
@@ -204,7 +205,7 @@ func TestReviewRevocation(t *testing.T) {
 	}
 
 	f.clock.Step(time.Second)
-	if err := f.cache.Revoke(ctx, &store.Revocation{Name: "r2", Scope: store.ScopeSubject, Target: "system:serviceaccount:ns:b", Created: f.clock.Now()}); err != nil {
+	if err := f.state.Revoke(ctx, &store.Revocation{Name: "r2", Scope: store.ScopeSubject, Target: "system:serviceaccount:ns:b", Created: f.clock.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	if res, _ := f.verifier.Review(ctx, b.Value, nil); res.Reason != ReasonRevoked {
@@ -218,12 +219,12 @@ func TestReviewRevocation(t *testing.T) {
 	}
 
 	// The revocations are in the store: a fresh cache on it refuses too.
-	fresh, err := cache.New(f.store, cache.Options{Clock: f.clock})
+	fresh, err := revocation.New(f.store, revocation.Options{Clock: f.clock})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer fresh.Close()
-	v := NewVerifier(f.ring, fresh, VerifierOptions{Issuer: testIssuer, APIAudiences: []string{testAudience}, Clock: f.clock})
+	v := newVerifier(t, f.ring, fresh, VerifierOptions{Issuer: testIssuer, APIAudiences: []string{testAudience}, Clock: f.clock})
 	if _, err := v.Review(ctx, b.Value, nil); err == nil {
 		t.Fatal("review before the index was loaded did not fail closed")
 	}
@@ -255,7 +256,7 @@ func TestRetiredKeyRefusedEvenWhenCached(t *testing.T) {
 	if res, _ := f.verifier.Review(context.Background(), tok.Value, nil); !res.Authenticated() {
 		t.Fatal(res.Reason)
 	}
-	f.cache.Wait()
+	f.wait()
 	retired := *f.key
 	retired.State = keys.StateRetired
 	if err := f.ring.Replace([]*keys.Key{&retired}); err != nil {
@@ -285,7 +286,7 @@ func TestMintedClaims(t *testing.T) {
 	if _, isArray := claims["aud"].([]any); !isArray {
 		t.Fatalf("aud = %#v, want an array even with one audience", claims["aud"])
 	}
-	for _, c := range []string{"iss", "sub", "iat", "nbf", "exp", "jti", issuer.PrivateClaim} {
+	for _, c := range []string{"iss", "sub", "iat", "nbf", "exp", "jti", tokenfmt.PrivateClaim} {
 		if _, ok := claims[c]; !ok {
 			t.Fatalf("claim %q missing from %v", c, claims)
 		}
@@ -320,8 +321,8 @@ func TestStatelessTokens(t *testing.T) {
 		t.Fatalf("stateless token: %+v %v", res, err)
 	}
 	// A subject mark refuses it, from exact state, even when cached.
-	f.cache.Wait()
-	if err := f.cache.Revoke(ctx, &store.Revocation{Name: "r", Scope: store.ScopeSubject, Target: "system:serviceaccount:vms:vm1-vnc-access", Created: f.clock.Now()}); err != nil {
+	f.wait()
+	if err := f.state.Revoke(ctx, &store.Revocation{Name: "r", Scope: store.ScopeSubject, Target: "system:serviceaccount:vms:vm1-vnc-access", Created: f.clock.Now()}); err != nil {
 		t.Fatal(err)
 	}
 	if res, _ := f.verifier.Review(ctx, tok.Value, nil); res.Reason != ReasonRevoked {
@@ -360,7 +361,7 @@ func TestStaleReplicaDecidesNothing(t *testing.T) {
 	f := newFixture(t)
 	tok := f.mint(t, subject, time.Hour)
 	counting := &countingStore{Store: f.store}
-	c, err := cache.New(counting, cache.Options{Clock: f.clock, Shared: true, RecordTTL: 10 * time.Second})
+	c, err := revocation.New(counting, revocation.Options{Clock: f.clock, Shared: true, Staleness: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -368,7 +369,7 @@ func TestStaleReplicaDecidesNothing(t *testing.T) {
 	if err := c.Load(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	v := NewVerifier(f.ring, c, VerifierOptions{Issuer: testIssuer, APIAudiences: []string{testAudience}, Clock: f.clock})
+	v := newVerifier(t, f.ring, c, VerifierOptions{Issuer: testIssuer, APIAudiences: []string{testAudience}, Clock: f.clock})
 	if res, err := v.Review(context.Background(), tok.Value, nil); err != nil || !res.Authenticated() {
 		t.Fatalf("within the bound: %+v %v; want authenticated", res, err)
 	}
@@ -377,8 +378,8 @@ func TestStaleReplicaDecidesNothing(t *testing.T) {
 	fresh := f.mint(t, subject, time.Hour) // its record is not cached: a review would have to read it
 	for _, token := range []string{tok.Value, fresh.Value} {
 		res, err := v.Review(context.Background(), token, nil)
-		if !errors.Is(err, cache.ErrStale) || res.Authenticated() {
-			t.Fatalf("past the bound: %+v %v; want undecided with cache.ErrStale", res, err)
+		if !errors.Is(err, revocation.ErrStale) || res.Authenticated() {
+			t.Fatalf("past the bound: %+v %v; want undecided with revocation.ErrStale", res, err)
 		}
 	}
 	if n := counting.reads.Load() - reads; n != 0 {
@@ -390,4 +391,22 @@ func TestStaleReplicaDecidesNothing(t *testing.T) {
 	if res, err := v.Review(context.Background(), fresh.Value, nil); err != nil || !res.Authenticated() {
 		t.Fatalf("after a resync: %+v %v; want authenticated", res, err)
 	}
+}
+
+// newVerifier is NewVerifier, failing the test on an error and closing the
+// verifier with it.
+func newVerifier(t testing.TB, ring Keys, state State, opts VerifierOptions) *Verifier {
+	t.Helper()
+	v, err := NewVerifier(ring, state, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Close)
+	return v
+}
+
+// wait blocks until the fixture's caches applied their pending writes.
+func (f *fixture) wait() {
+	f.verifier.WaitCache()
+	f.state.Wait()
 }

@@ -1,52 +1,22 @@
 package cache
 
 import (
-	"context"
-	"errors"
-	"path/filepath"
+	"crypto/rand"
 	"strconv"
 	"testing"
 	"time"
-
-	testingclock "k8s.io/utils/clock/testing"
-
-	"portcullis.dev/portcullis/store"
-	"portcullis.dev/portcullis/store/bolt"
 )
-
-func newCache(t *testing.T, maxEntries int64) (*Cache, *bolt.Store, *testingclock.FakeClock) {
-	t.Helper()
-	return newCacheWith(t, Options{MaxEntries: maxEntries})
-}
-
-// newCacheWith is a loaded cache over a new bbolt store with opts and a
-// fake clock.
-func newCacheWith(t *testing.T, opts Options) (*Cache, *bolt.Store, *testingclock.FakeClock) {
-	t.Helper()
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "p.db"), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	clk := testingclock.NewFakeClock(time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))
-	opts.Clock = clk
-	c, err := New(st, opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	if err := c.Load(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	return c, st, clk
-}
 
 // MaxEntries counts entries: a cache sized for N holds (nearly) N.
 func TestMaxEntriesCountsEntries(t *testing.T) {
 	const n = 4000
-	c, _, clk := newCache(t, 2*n)
+	c, err := New[string](2 * n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
 	for i := range n {
-		c.RememberVerified(c.TokenKey(strconv.Itoa(i)), &Verified{JTI: strconv.Itoa(i), Expiry: clk.Now().Add(time.Hour)})
+		c.Set(strconv.Itoa(i), strconv.Itoa(i), time.Hour)
 		if i%1000 == 999 {
 			c.Wait()
 		}
@@ -54,7 +24,7 @@ func TestMaxEntriesCountsEntries(t *testing.T) {
 	c.Wait()
 	hits := 0
 	for i := range n {
-		if _, ok := c.Verified(c.TokenKey(strconv.Itoa(i))); ok {
+		if v, ok := c.Get(strconv.Itoa(i)); ok && v == strconv.Itoa(i) {
 			hits++
 		}
 	}
@@ -63,165 +33,41 @@ func TestMaxEntriesCountsEntries(t *testing.T) {
 	if hits < n*95/100 {
 		t.Fatalf("%d of %d entries cached in a cache sized for %d", hits, n, 2*n)
 	}
-}
-
-func TestTokenKeyIsNotTheToken(t *testing.T) {
-	c, _, _ := newCache(t, 10)
-	other, _, _ := newCache(t, 10)
-	k := c.TokenKey("secret.token.value")
-	if k == "secret.token.value" || len(k) != 32 {
-		t.Fatalf("key %q is not a 32-byte HMAC", k)
-	}
-	if k != c.TokenKey("secret.token.value") {
-		t.Fatal("key is not stable within a process")
-	}
-	if k == other.TokenKey("secret.token.value") {
-		t.Fatal("two caches share an HMAC key")
+	if s := c.Stats(); s.Hits != uint64(hits) || s.Misses != uint64(n-hits) {
+		t.Fatalf("stats %+v after %d hits of %d lookups", s, hits, n)
 	}
 }
 
-func TestRevocationIndexIsExactEvenWhenRecordIsCached(t *testing.T) {
-	c, _, clk := newCache(t, 100)
-	ctx := context.Background()
-	rec := &store.Record{JTI: "j1", Subject: "u", IssuedAt: clk.Now(), ExpiresAt: clk.Now().Add(time.Hour)}
-	if err := c.CreateRecord(ctx, rec); err != nil {
-		t.Fatal(err)
-	}
-	c.Wait()
-	cached, err := c.Record(ctx, "j1")
+func TestSetWithoutTimeLeftCachesNothing(t *testing.T) {
+	c, err := New[string](10)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Revoke(ctx, &store.Revocation{Name: "r", Scope: store.ScopeJTI, Target: "j1", Created: clk.Now()}); err != nil {
-		t.Fatal(err)
-	}
-	// The copy fetched before the revocation says nothing of it; the index does.
-	if _, revoked, err := c.Revoked(cached); err != nil || !revoked {
-		t.Fatalf("Revoked(stale copy) = %v, %v; want revoked", revoked, err)
-	}
-}
-
-func TestPurgeDropsExpiredIndexEntries(t *testing.T) {
-	c, _, clk := newCache(t, 100)
-	ctx := context.Background()
-	rec := &store.Record{JTI: "j1", Subject: "u", IssuedAt: clk.Now(), ExpiresAt: clk.Now().Add(time.Minute)}
-	if err := c.CreateRecord(ctx, rec); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Revoke(ctx, &store.Revocation{Name: "r", Scope: store.ScopeJTI, Target: "j1", Created: clk.Now()}); err != nil {
-		t.Fatal(err)
-	}
-	clk.Step(2 * time.Minute)
-	if n, err := c.PurgeExpired(ctx); err != nil || n != 1 {
-		t.Fatalf("PurgeExpired = %d, %v", n, err)
-	}
-	c.mu.RLock()
-	left := len(c.revoked)
-	c.mu.RUnlock()
-	if left != 0 {
-		t.Fatalf("%d index entries left for a purged record", left)
-	}
-	c.records.Del("j1")
-	if _, err := c.Record(ctx, "j1"); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("purged record: %v", err)
-	}
-}
-
-func TestUpdateAndDeleteWinOverCachedCopies(t *testing.T) {
-	c, _, clk := newCache(t, 100)
-	ctx := context.Background()
-	rec := &store.Record{JTI: "j1", Kind: store.KindUser, Subject: "u", IssuedAt: clk.Now(), ExpiresAt: clk.Now().Add(time.Hour),
-		User: &store.UserToken{Name: "token-a"}}
-	if err := c.CreateRecord(ctx, rec); err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(c.Close)
+	c.Set("expired", "v", 0)
 	c.Wait()
-	stale, _ := c.Record(ctx, "j1")
-	if _, err := c.UpdateRecord(ctx, "j1", func(r *store.Record) error { r.User.Disabled = true; return nil }); err != nil {
-		t.Fatal(err)
-	}
-	// A copy fetched before the update lands in ristretto after it.
-	c.records.SetWithTTL("j1", stale, 1, time.Minute)
-	c.Wait()
-	if got, err := c.Record(ctx, "j1"); err != nil || !got.User.Disabled {
-		t.Fatalf("Record after disable = %+v, %v; want the disabled record", got, err)
-	}
-	if err := c.DeleteRecord(ctx, "j1"); err != nil {
-		t.Fatal(err)
-	}
-	c.records.SetWithTTL("j1", stale, 1, time.Minute)
-	c.Wait()
-	if _, err := c.Record(ctx, "j1"); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("Record after delete = %v, want ErrNotFound", err)
+	if _, ok := c.Get("expired"); ok {
+		t.Fatal("an entry with no time left was cached")
 	}
 }
 
-func TestTouchWritesLastUsedAtAtMostOncePerInterval(t *testing.T) {
-	c, st, clk := newCache(t, 100)
-	ctx := context.Background()
-	rec := &store.Record{JTI: "j1", Kind: store.KindUser, Subject: "u", IssuedAt: clk.Now(), ExpiresAt: clk.Now().Add(time.Hour),
-		User: &store.UserToken{Name: "token-a"}}
-	if err := c.CreateRecord(ctx, rec); err != nil {
+func TestTokenKeyIsNotTheToken(t *testing.T) {
+	k1, err := NewKeyer(rand.Reader)
+	if err != nil {
 		t.Fatal(err)
 	}
-	first := clk.Now()
-	c.Touch("j1", first)
-	clk.Step(30 * time.Second)
-	c.Touch("j1", clk.Now()) // within the interval: not queued
-	if err := c.FlushTouches(ctx); err != nil {
+	k2, err := NewKeyer(rand.Reader)
+	if err != nil {
 		t.Fatal(err)
 	}
-	got, _ := st.GetRecord(ctx, "j1")
-	if got.User.LastUsedAt == nil || !got.User.LastUsedAt.Equal(first.Truncate(time.Second)) {
-		t.Fatalf("lastUsedAt = %v, want %v", got.User.LastUsedAt, first)
+	k := k1.Key("secret.token.value")
+	if k == "secret.token.value" || len(k) != 32 {
+		t.Fatalf("key %q is not a 32-byte HMAC", k)
 	}
-	clk.Step(31 * time.Second)
-	c.Touch("j1", clk.Now())
-	if err := c.FlushTouches(ctx); err != nil {
-		t.Fatal(err)
+	if k != k1.Key("secret.token.value") {
+		t.Fatal("key is not stable within a process")
 	}
-	got, _ = st.GetRecord(ctx, "j1")
-	if !got.User.LastUsedAt.Equal(clk.Now().Truncate(time.Second)) {
-		t.Fatalf("lastUsedAt = %v after a minute, want %v", got.User.LastUsedAt, clk.Now())
-	}
-}
-
-// TestSubjectMarksExpireAndOnlyTheNewestIsKept: a subject mark outlives
-// every token it can refuse (SubjectMarkLifetime) and then goes, from the
-// store and the index; repeated marks of one subject leave one.
-func TestSubjectMarksExpireAndOnlyTheNewestIsKept(t *testing.T) {
-	const lifetime = 24 * time.Hour
-	c, st, clk := newCacheWith(t, Options{SubjectMarkLifetime: lifetime})
-	ctx := context.Background()
-	issued := clk.Now()
-	for i := range 5 { // five VNC DELETEs of one VM
-		clk.Step(time.Minute)
-		if err := c.Revoke(ctx, &store.Revocation{Name: "vnc-" + strconv.Itoa(i), Scope: store.ScopeSubject, Target: "vm", Created: clk.Now()}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := c.PurgeExpired(ctx); err != nil {
-		t.Fatal(err)
-	}
-	revs, _ := st.ListRevocations(ctx)
-	if len(revs) != 1 || revs[0].Name != "vnc-4" || revs[0].ExpiresAt == nil || !revs[0].ExpiresAt.Equal(revs[0].Created.Add(lifetime)) {
-		t.Fatalf("marks after purge = %+v; want only the newest, expiring %v after it", revs, lifetime)
-	}
-	rec := &store.Record{JTI: "j", Subject: "vm", IssuedAt: issued}
-	if _, revoked, _ := c.Revoked(rec); !revoked {
-		t.Fatal("a token minted before the marks is not refused")
-	}
-	clk.Step(lifetime + time.Hour)
-	if _, err := c.PurgeExpired(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if revs, _ := st.ListRevocations(ctx); len(revs) != 0 {
-		t.Fatalf("a mark outlived every token it could refuse: %+v", revs)
-	}
-	c.mu.RLock()
-	n := len(c.subjects)
-	c.mu.RUnlock()
-	if n != 0 {
-		t.Fatalf("the index still holds %d expired marks", n)
+	if k == k2.Key("secret.token.value") {
+		t.Fatal("two keyers share an HMAC key")
 	}
 }

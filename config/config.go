@@ -18,7 +18,12 @@ import (
 	cliflag "k8s.io/component-base/cli/flag"
 	"sigs.k8s.io/yaml"
 
+	"portcullis.dev/portcullis/cache"
+	"portcullis.dev/portcullis/issuer/tokens"
+	"portcullis.dev/portcullis/issuer/vnc"
 	"portcullis.dev/portcullis/keys"
+	"portcullis.dev/portcullis/revocation"
+	"portcullis.dev/portcullis/token"
 )
 
 // The config file's apiVersion and kind.
@@ -211,6 +216,10 @@ func (c *Config) Enabled(name string) bool {
 	return KnownFeatureGates[name]
 }
 
+// DefaultAdminGroup is the group that may use every issuer API (the
+// organization of the admin certificate `portcullis init` writes).
+const DefaultAdminGroup = "portcullis:admins"
+
 // Default returns the configuration used where neither file nor flags say.
 func Default() *Config {
 	return &Config{
@@ -218,7 +227,7 @@ func Default() *Config {
 		Kind:         Kind,
 		Issuer:       "https://portcullis.portcullis.svc",
 		APIAudiences: []string{"https://kubernetes.default.svc.cluster.local"},
-		AdminGroups:  []string{"portcullis:admins"},
+		AdminGroups:  []string{DefaultAdminGroup},
 		BindAddress:  "0.0.0.0",
 		WebhookPort:  8443,
 		SecurePort:   9443,
@@ -228,12 +237,12 @@ func Default() *Config {
 		AuditLogMaxBackups: 10,
 		KeysDir:            "keys",
 		Store:              Store{Type: StoreBolt, Path: filepath.Join("data", "portcullis.db")},
-		Cache:              Cache{MaxEntries: 100_000, Staleness: metav1.Duration{Duration: 30 * time.Second}},
-		PurgeInterval:      metav1.Duration{Duration: time.Hour},
+		Cache:              Cache{MaxEntries: cache.DefaultMaxEntries, Staleness: metav1.Duration{Duration: revocation.DefaultStaleness}},
+		PurgeInterval:      metav1.Duration{Duration: revocation.DefaultPurgeInterval},
 		Log:                Log{Level: "info", Format: "text"},
 		KeyRotation:        KeyRotation{Algorithm: "ES256", PropagationDelay: metav1.Duration{Duration: 10 * time.Minute}},
-		VNC:                VNCConfig{MinDuration: metav1.Duration{Duration: 10 * time.Minute}, Audience: "token.kubevirt.io/vnc"},
-		UserTokens:         UserTokensConfig{MaxTTL: metav1.Duration{Duration: 90 * 24 * time.Hour}, MaxPerUser: 1000},
+		VNC:                VNCConfig{MinDuration: metav1.Duration{Duration: vnc.DefaultMinDuration}, Audience: token.VNCAudience},
+		UserTokens:         UserTokensConfig{MaxTTL: metav1.Duration{Duration: tokens.DefaultMaxTTL}, MaxPerUser: tokens.DefaultMaxPerUser},
 		RequestHeader: RequestHeader{
 			UsernameHeaders:     []string{"X-Remote-User"},
 			UIDHeaders:          []string{"X-Remote-Uid"},

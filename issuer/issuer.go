@@ -3,7 +3,6 @@ package issuer
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,10 +13,8 @@ import (
 
 	"portcullis.dev/portcullis/keys"
 	"portcullis.dev/portcullis/store"
+	"portcullis.dev/portcullis/token"
 )
-
-// PrivateClaim is the name of Portcullis' own claim in every token.
-const PrivateClaim = "portcullis.dev"
 
 // RecordWriter is where minted tokens are recorded (the cache, which writes
 // through to the store).
@@ -49,26 +46,16 @@ type Request struct {
 	// ServiceAccount is the ServiceAccount a TokenRequest token belongs
 	// to, with its uid (cluster-connected mode).
 	ServiceAccount *store.BoundObject
-	// Claims are extra private claims, such as "kubernetes.io".
-	Claims map[string]any
+	// Kubernetes is the kubernetes.io claim (service account and VNC tokens).
+	Kubernetes *token.Kubernetes
+	// Name is a user token's API name, written in the private claim.
+	Name string
 	// DryRun signs nothing and records nothing; the answer has no value.
 	DryRun bool
 	// Stateless tokens are not recorded: their identity travels in the
 	// signed claims, and they can be revoked only by subject marks and keys
 	// (VNC tokens: per VM). No store write per token.
 	Stateless bool
-}
-
-// StatelessClaims is the part of the portcullis.dev claim that carries a
-// stateless token's identity.
-type StatelessClaims struct {
-	Stateless bool                `json:"stateless,omitempty"`
-	IssuedAt  string              `json:"issuedAt,omitempty"` // RFC 3339 with nanoseconds, for "not before" marks
-	Groups    []string            `json:"groups,omitempty"`
-	Extra     map[string][]string `json:"extra,omitempty"`
-	// Binding is the object the token is bound to; the verifier checks it
-	// still exists with this uid (cluster-connected mode).
-	Binding *store.BoundObject `json:"binding,omitempty"`
 }
 
 // Token is a minted token and what was recorded about it.
@@ -107,19 +94,6 @@ func NewMinter(iss string, ring *keys.Ring, records RecordWriter, clk clock.Pass
 
 // Issuer returns the iss value of minted tokens.
 func (m *Minter) Issuer() string { return m.issuer }
-
-// claims is the payload, in the order it is written.
-type claims struct {
-	Issuer    string         `json:"iss"`
-	Subject   string         `json:"sub"`
-	Audience  []string       `json:"aud"`
-	Expiry    int64          `json:"exp"`
-	IssuedAt  int64          `json:"iat"`
-	NotBefore int64          `json:"nbf"`
-	ID        string         `json:"jti"`
-	Private   map[string]any `json:"portcullis.dev"`
-	Kube      any            `json:"kubernetes.io,omitempty"`
-}
 
 // Mint signs a token for req and records it; the record is durable before
 // Mint returns the token.
@@ -160,37 +134,27 @@ func (m *Minter) Mint(ctx context.Context, req Request) (*Token, error) {
 	if req.DryRun {
 		return &Token{Record: rec}, nil
 	}
-	private := map[string]any{"kind": string(req.Kind)}
+	claims := token.Claims{
+		Issuer:     m.issuer,
+		Subject:    req.Subject,
+		Audience:   req.Audiences,
+		Expiry:     token.NumericDate(exp),
+		IssuedAt:   token.NumericDate(now),
+		NotBefore:  token.NumericDate(now),
+		ID:         jti,
+		Private:    token.Private{Kind: string(req.Kind), Name: req.Name},
+		Kubernetes: req.Kubernetes,
+	}
 	if req.Stateless {
-		private["stateless"] = true
-		private["issuedAt"] = now.UTC().Format(time.RFC3339Nano)
-		private["groups"] = req.Groups
-		if len(req.Extra) > 0 {
-			private["extra"] = req.Extra
-		}
-		if req.Binding != nil {
-			private["binding"] = req.Binding
+		claims.Private.Stateless = true
+		claims.Private.IssuedAt = token.FormatIssuedAt(now)
+		claims.Private.Groups = req.Groups
+		claims.Private.Extra = req.Extra
+		if b := req.Binding; b != nil {
+			claims.Private.Binding = &token.Binding{APIVersion: b.APIVersion, Kind: b.Kind, Namespace: b.Namespace, Name: b.Name, UID: b.UID}
 		}
 	}
-	var kube any
-	for name, v := range req.Claims {
-		if name == "kubernetes.io" {
-			kube = v
-			continue
-		}
-		private[name] = v
-	}
-	payload, err := json.Marshal(claims{
-		Issuer:    m.issuer,
-		Subject:   req.Subject,
-		Audience:  req.Audiences,
-		Expiry:    exp.Unix(),
-		IssuedAt:  now.Unix(),
-		NotBefore: now.Unix(),
-		ID:        jti,
-		Private:   private,
-		Kube:      kube,
-	})
+	payload, err := claims.Encode()
 	if err != nil {
 		return nil, fmt.Errorf("issuer: encode claims: %w", err)
 	}

@@ -2,7 +2,6 @@ package vncproxy
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -21,14 +20,13 @@ import (
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	"k8s.io/utils/clock"
+
+	tokenfmt "portcullis.dev/portcullis/token"
 )
 
 // ErrNotSynced means the revocations were not loaded yet: refuse (fail
 // closed) and retry.
 var ErrNotSynced = errors.New("vncproxy: revocations not synced yet")
-
-// leeway is the clock skew allowed on exp and nbf, as the issuer allows.
-const leeway = 60 * time.Second
 
 // OfflineConfig configures an Offline verifier.
 type OfflineConfig struct {
@@ -61,7 +59,7 @@ type Offline struct {
 // NewOffline starts fetching the JWKS and watching revocations until ctx is done.
 func NewOffline(ctx context.Context, cfg OfflineConfig) (*Offline, error) {
 	if cfg.Audience == "" {
-		cfg.Audience = "token.kubevirt.io/vnc"
+		cfg.Audience = tokenfmt.VNCAudience
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = clock.RealClock{}
@@ -124,20 +122,6 @@ func (o *Offline) add(obj any) {
 	o.mu.Unlock()
 }
 
-// offlineClaims are the claims an offline check reads.
-type offlineClaims struct {
-	Iss     string   `json:"iss"`
-	Sub     string   `json:"sub"`
-	Aud     []string `json:"aud"`
-	Exp     int64    `json:"exp"`
-	Nbf     int64    `json:"nbf"`
-	Private struct {
-		Kind     string              `json:"kind"`
-		IssuedAt string              `json:"issuedAt"`
-		Extra    map[string][]string `json:"extra"`
-	} `json:"portcullis.dev"`
-}
-
 // Check returns nil if token opens the console of VM namespace/name.
 func (o *Offline) Check(ctx context.Context, token, namespace, name string) error {
 	if !o.Synced() {
@@ -152,27 +136,27 @@ func (o *Offline) Check(ctx context.Context, token, namespace, name string) erro
 	if err != nil {
 		return ErrNotAuthenticated
 	}
-	var c offlineClaims
-	if err := json.Unmarshal(payload, &c); err != nil {
+	c, err := tokenfmt.Decode(payload)
+	if err != nil || c.Expiry == nil {
 		return ErrNotAuthenticated
 	}
 	now := o.cfg.Clock.Now()
-	issued, err := time.Parse(time.RFC3339Nano, c.Private.IssuedAt)
+	issued, err := tokenfmt.ParseIssuedAt(c.Private.IssuedAt)
 	switch {
-	case err != nil, c.Private.Kind != "vnc", c.Iss != o.cfg.Iss, !slices.Contains(c.Aud, o.cfg.Audience),
-		now.After(time.Unix(c.Exp, 0).Add(leeway)), now.Add(leeway).Before(time.Unix(c.Nbf, 0)):
+	case err != nil, c.Private.Kind != tokenfmt.KindVNC, c.Issuer != o.cfg.Iss, !slices.Contains(c.Audience, o.cfg.Audience),
+		now.After(tokenfmt.Time(c.Expiry).Add(tokenfmt.DefaultLeeway)), now.Add(tokenfmt.DefaultLeeway).Before(tokenfmt.Time(c.NotBefore)):
 		return ErrNotAuthenticated
 	}
 	o.mu.RLock()
-	mark, marked := o.marks[c.Sub]
+	mark, marked := o.marks[c.Subject]
 	o.mu.RUnlock()
 	// The mark has microseconds: compare at that precision.
 	if marked && !issued.Truncate(time.Microsecond).After(mark) {
 		return ErrNotAuthenticated
 	}
-	if vm := c.Private.Extra; len(vm[extraVMNamespace]) != 1 || len(vm[extraVMName]) != 1 {
+	if vm := c.Private.Extra; len(vm[tokenfmt.ExtraVMNamespace]) != 1 || len(vm[tokenfmt.ExtraVMName]) != 1 {
 		return ErrNotAuthenticated
-	} else if vm[extraVMNamespace][0] != namespace || vm[extraVMName][0] != name {
+	} else if vm[tokenfmt.ExtraVMNamespace][0] != namespace || vm[tokenfmt.ExtraVMName][0] != name {
 		return ErrOtherVM
 	}
 	return nil

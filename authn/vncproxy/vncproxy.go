@@ -19,12 +19,8 @@ import (
 	"k8s.io/apiserver/pkg/authentication/authenticator"
 	webhookutil "k8s.io/apiserver/pkg/util/webhook"
 	"k8s.io/apiserver/plugin/pkg/authenticator/token/webhook"
-)
 
-// The review answer's extras that name the VM (see issuer/vnc).
-const (
-	extraVMNamespace = "token.kubevirt.io/vm-namespace"
-	extraVMName      = "token.kubevirt.io/vm-name"
+	tokenfmt "portcullis.dev/portcullis/token"
 )
 
 // Errors a check answers with.
@@ -74,7 +70,7 @@ func New(cfg Config) (*Checker, error) {
 // NewWithReviewer is New with any token authenticator doing the review.
 func NewWithReviewer(reviewer authenticator.Token, cfg Config) (*Checker, error) {
 	if cfg.Audience == "" {
-		cfg.Audience = "token.kubevirt.io/vnc"
+		cfg.Audience = tokenfmt.VNCAudience
 	}
 	if cfg.CacheTTL <= 0 {
 		cfg.CacheTTL = 10 * time.Second
@@ -119,10 +115,10 @@ func (c *Checker) Check(ctx context.Context, token, namespace, name string) erro
 		return ErrNotAuthenticated
 	}
 	extra := resp.User.GetExtra()
-	if len(extra[extraVMNamespace]) != 1 || len(extra[extraVMName]) != 1 {
+	if len(extra[tokenfmt.ExtraVMNamespace]) != 1 || len(extra[tokenfmt.ExtraVMName]) != 1 {
 		return ErrNotAuthenticated // not a VNC token
 	}
-	tokenVM := extra[extraVMNamespace][0] + "/" + extra[extraVMName][0]
+	tokenVM := extra[tokenfmt.ExtraVMNamespace][0] + "/" + extra[tokenfmt.ExtraVMName][0]
 	c.cache.SetWithTTL(key, tokenVM, 1, c.ttl)
 	if tokenVM != vm {
 		return ErrOtherVM

@@ -51,12 +51,12 @@ var mutants = []mutant{
 
 	// Staleness and the store.
 	{"verifier: staleness bound", "authn/verifier.go",
-		`if err := v.cache.Fresh(); err != nil {`, `if err := v.cache.Fresh(); err != nil && false {`},
+		`if err := v.state.Fresh(); err != nil {`, `if err := v.state.Fresh(); err != nil && false {`},
 	{"serve: readyz staleness", "cmd/portcullis/app/serve.go",
-		`func (s *Server) revocationsCurrent(*http.Request) error { return s.cache.Fresh() }`,
+		`func (s *Server) revocationsCurrent(*http.Request) error { return s.revocations.Fresh() }`,
 		`func (s *Server) revocationsCurrent(*http.Request) error { return nil }`},
-	{"cache: watch progress proves the replica current", "cache/watch.go",
-		"if synced {\n\t\t\t\tc.lastSync.Store", "if synced && false {\n\t\t\t\tc.lastSync.Store"},
+	{"revocation: watch progress proves the replica current", "revocation/watch.go",
+		"if synced {\n\t\t\t\ta.lastSync.Store", "if synced && false {\n\t\t\t\ta.lastSync.Store"},
 	{"verifier: record missing is a refusal", "authn/verifier.go",
 		"if errors.Is(err, store.ErrNotFound) {\n\t\tres.Reason = ReasonRecordMissing", "if false {\n\t\tres.Reason = ReasonRecordMissing"},
 	{"verifier: store error is undecided (503)", "authn/verifier.go",
@@ -66,17 +66,17 @@ var mutants = []mutant{
 	{"verifier: record kid", "authn/verifier.go", `|| rec.KeyID != verified.KeyID {`, `|| false {`},
 	{"verifier: record expiry", "authn/verifier.go", `if !now.Before(rec.ExpiresAt) {`, `if false {`},
 	{"verifier: disabled", "authn/verifier.go", `if rec.User != nil && rec.User.Disabled {`, `if false {`},
-	{"cache: this replica's deletion wins over its cached copy", "cache/cache.go",
+	{"revocation: this replica's deletion wins over its cached copy", "revocation/records.go",
 		"\tif changed {\n\t\tif ch.record == nil {", "\tif changed && false {\n\t\tif ch.record == nil {"},
 
 	// Revocations.
 	{"verifier: revoked", "authn/verifier.go", `} else if revoked {`, `} else if revoked && false {`},
-	{"cache: record's own revocation mark", "cache/cache.go",
+	{"revocation: record's own revocation mark", "revocation/authority.go",
 		"if r.RevokedAt != nil {\n\t\treturn store.ScopeJTI, true, nil", "if false {\n\t\treturn store.ScopeJTI, true, nil"},
-	{"cache: jti index", "cache/cache.go", `if _, ok := c.revoked[r.JTI]; ok {`, `if _, ok := c.revoked[r.JTI]; ok && false {`},
-	{"cache: subject marks", "cache/cache.go", `if mark, ok := c.subjects[r.Subject]; ok && !r.IssuedAt.After(mark.at) {`, `if mark, ok := c.subjects[r.Subject]; ok && false && !r.IssuedAt.After(mark.at) {`},
-	{"cache: subject mark is inclusive", "cache/cache.go", `ok && !r.IssuedAt.After(mark.at) {`, `ok && r.IssuedAt.Before(mark.at) {`},
-	{"cache: index loaded before deciding", "cache/cache.go", "if !c.loaded {\n\t\treturn \"\", false, ErrNotLoaded", "if false {\n\t\treturn \"\", false, ErrNotLoaded"},
+	{"revocation: jti index", "revocation/authority.go", `if _, ok := a.revoked[r.JTI]; ok {`, `if _, ok := a.revoked[r.JTI]; ok && false {`},
+	{"revocation: subject marks", "revocation/authority.go", `if mark, ok := a.subjects[r.Subject]; ok && !r.IssuedAt.After(mark.at) {`, `if mark, ok := a.subjects[r.Subject]; ok && false && !r.IssuedAt.After(mark.at) {`},
+	{"revocation: subject mark is inclusive", "revocation/authority.go", `ok && !r.IssuedAt.After(mark.at) {`, `ok && r.IssuedAt.Before(mark.at) {`},
+	{"revocation: index loaded before deciding", "revocation/authority.go", "if !a.loaded {\n\t\treturn \"\", false, ErrNotLoaded", "if false {\n\t\treturn \"\", false, ErrNotLoaded"},
 
 	// Bound objects.
 	{"verifier: bound tokens refused where nothing can check", "authn/verifier.go",

@@ -5,6 +5,8 @@ package names
 import (
 	"fmt"
 	"io"
+
+	"github.com/google/uuid"
 )
 
 // alphabet is the alphabet Kubernetes uses for generated name suffixes: no
@@ -29,13 +31,11 @@ func Suffix(random io.Reader, n int) (string, error) {
 	return string(out), nil
 }
 
-// UID returns an RFC 4122 version 4 UUID.
+// UID returns an RFC 4122 version 4 UUID drawn from random.
 func UID(random io.Reader) (string, error) {
-	var b [16]byte
-	if _, err := io.ReadFull(random, b[:]); err != nil {
+	u, err := uuid.NewRandomFromReader(random)
+	if err != nil {
 		return "", fmt.Errorf("names: uid: %w", err)
 	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:]), nil
+	return u.String(), nil
 }

@@ -40,9 +40,9 @@ type Revoker interface {
 	Revoke(ctx context.Context, rev *store.Revocation) error
 	Revocation(ctx context.Context, name string) (*store.Revocation, error)
 	Revocations(ctx context.Context) ([]*store.Revocation, error)
-	// WatchRevocations sends every revocation the replica learns of; the
+	// Watch sends every revocation the replica learns of; the
 	// watcher is closed if it falls behind.
-	WatchRevocations() (*fanout.Watcher[*store.Revocation], error)
+	Watch() (*fanout.Watcher[*store.Revocation], error)
 }
 
 // REST is the revocations resource.
@@ -198,7 +198,7 @@ func (r *REST) List(ctx context.Context, options *metainternalversion.ListOption
 // is harmless), then sends each new one made through this replica.
 // Revocations are never changed, so ADDED is the only event.
 func (r *REST) Watch(ctx context.Context, _ *metainternalversion.ListOptions) (watch.Interface, error) {
-	w, err := r.revoker.WatchRevocations()
+	w, err := r.revoker.Watch()
 	if err != nil {
 		return nil, err
 	}

@@ -30,7 +30,7 @@ func (brokenStore) Revocation(context.Context, string) (*store.Revocation, error
 	return nil, errInternal
 }
 func (brokenStore) Revocations(context.Context) ([]*store.Revocation, error) { return nil, errInternal }
-func (brokenStore) WatchRevocations() (*fanout.Watcher[*store.Revocation], error) {
+func (brokenStore) Watch() (*fanout.Watcher[*store.Revocation], error) {
 	return fanout.New[*store.Revocation](1).Watch(nil)
 }
 

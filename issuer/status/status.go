@@ -34,6 +34,11 @@ func Internal(ctx context.Context, what string, cause error) *apierrors.StatusEr
 	return apierrors.NewInternalError(errors.New(what))
 }
 
+// New returns a failure Status with a message of the handler's own.
+func New(code int, reason metav1.StatusReason, msg string) *apierrors.StatusError {
+	return &apierrors.StatusError{ErrStatus: metav1.Status{Status: metav1.StatusFailure, Code: int32(code), Reason: reason, Message: msg}}
+}
+
 // Write writes err as a Kubernetes Status, for handlers outside the generic
 // server's REST machinery (the VNC connect handler).
 func Write(w http.ResponseWriter, err *apierrors.StatusError) {

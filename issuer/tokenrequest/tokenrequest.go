@@ -26,6 +26,7 @@ import (
 	"portcullis.dev/portcullis/issuer"
 	"portcullis.dev/portcullis/issuer/status"
 	"portcullis.dev/portcullis/store"
+	"portcullis.dev/portcullis/token"
 )
 
 // The limits Kubernetes puts on expirationSeconds.
@@ -152,7 +153,7 @@ func (r *REST) Create(ctx context.Context, name string, obj runtime.Object, crea
 		Lifetime:       time.Duration(*out.Spec.ExpirationSeconds) * time.Second,
 		Binding:        b.object,
 		ServiceAccount: b.serviceAccount,
-		Claims:         map[string]any{"kubernetes.io": b.claim},
+		Kubernetes:     b.claim,
 		DryRun:         slices.Contains(options.DryRun, metav1.DryRunAll),
 	})
 	if err != nil {
@@ -188,7 +189,7 @@ type binding struct {
 	serviceAccount *store.BoundObject
 	object         *store.BoundObject
 	extra          map[string][]string
-	claim          map[string]any
+	claim          *token.Kubernetes
 }
 
 // bind checks what the request binds the token to, as kube-apiserver does:
@@ -199,9 +200,8 @@ type binding struct {
 // nothing can be checked: a boundObjectRef is refused (422), and the
 // ServiceAccount is not looked up.
 func (r *REST) bind(ctx context.Context, ns, name string, ref *authenticationv1.BoundObjectReference) (*binding, error) {
-	b := &binding{extra: map[string][]string{}, claim: map[string]any{"namespace": ns}}
-	sa := map[string]string{"name": name}
-	b.claim["serviceaccount"] = sa
+	sa := &token.ObjectRef{Name: name}
+	b := &binding{extra: map[string][]string{}, claim: &token.Kubernetes{Namespace: ns, ServiceAccount: sa}}
 	if ref != nil {
 		// The kinds Kubernetes binds tokens to, checked first in either mode.
 		gv, err := schema.ParseGroupVersion(ref.APIVersion)
@@ -220,7 +220,7 @@ func (r *REST) bind(ctx context.Context, ns, name string, ref *authenticationv1.
 	if err != nil {
 		return nil, lookupError(ctx, err)
 	}
-	b.saUID, sa["uid"] = string(account.UID), string(account.UID)
+	b.saUID, sa.UID = string(account.UID), string(account.UID)
 	b.serviceAccount = &store.BoundObject{APIVersion: "v1", Kind: "ServiceAccount", Namespace: ns, Name: name, UID: string(account.UID)}
 	if ref == nil {
 		return b, nil
@@ -239,12 +239,12 @@ func (r *REST) bind(ctx context.Context, ns, name string, ref *authenticationv1.
 		uid, obj.Namespace = pod.UID, ns
 		b.extra[ExtraPodName] = []string{pod.Name}
 		b.extra[ExtraPodUID] = []string{string(pod.UID)}
-		b.claim["pod"] = map[string]string{"name": pod.Name, "uid": string(pod.UID)}
+		b.claim.Pod = &token.ObjectRef{Name: pod.Name, UID: string(pod.UID)}
 		if pod.Spec.NodeName != "" {
 			b.extra[ExtraNodeName] = []string{pod.Spec.NodeName}
 			if node, err := r.opts.Cluster.Node(ctx, pod.Spec.NodeName); err == nil {
 				b.extra[ExtraNodeUID] = []string{string(node.UID)}
-				b.claim["node"] = map[string]string{"name": node.Name, "uid": string(node.UID)}
+				b.claim.Node = &token.ObjectRef{Name: node.Name, UID: string(node.UID)}
 			}
 		}
 	case "Secret":
@@ -253,7 +253,7 @@ func (r *REST) bind(ctx context.Context, ns, name string, ref *authenticationv1.
 			return nil, lookupError(ctx, err)
 		}
 		uid, obj.Namespace = secret.UID, ns
-		b.claim["secret"] = map[string]string{"name": secret.Name, "uid": string(secret.UID)}
+		b.claim.Secret = &token.ObjectRef{Name: secret.Name, UID: string(secret.UID)}
 	case "Node":
 		node, err := r.opts.Cluster.Node(ctx, ref.Name)
 		if err != nil {
@@ -262,7 +262,7 @@ func (r *REST) bind(ctx context.Context, ns, name string, ref *authenticationv1.
 		uid = node.UID
 		b.extra[ExtraNodeName] = []string{node.Name}
 		b.extra[ExtraNodeUID] = []string{string(node.UID)}
-		b.claim["node"] = map[string]string{"name": node.Name, "uid": string(node.UID)}
+		b.claim.Node = &token.ObjectRef{Name: node.Name, UID: string(node.UID)}
 	}
 	if ref.UID != "" && ref.UID != uid {
 		return nil, apierrors.NewConflict(schema.GroupResource{Resource: ref.Kind}, ref.Name,

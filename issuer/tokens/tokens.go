@@ -36,6 +36,7 @@ import (
 	"portcullis.dev/portcullis/issuer/names"
 	"portcullis.dev/portcullis/issuer/status"
 	"portcullis.dev/portcullis/store"
+	"portcullis.dev/portcullis/token"
 )
 
 var (
@@ -47,12 +48,12 @@ var (
 // auth-token-max-ttl-minutes (90 days).
 const DefaultMaxTTL = 90 * 24 * time.Hour
 
+// DefaultMaxPerUser is how many tokens one user may hold by default.
+const DefaultMaxPerUser = 1000
+
 // MaxDescriptionLength bounds spec.description, in characters: a
 // description labels a token, it is not a place to store data.
 const MaxDescriptionLength = 1024
-
-// credentialIDExtra names the token that authenticated a request.
-const credentialIDExtra = "authentication.kubernetes.io/credential-id"
 
 // Minter is the minting core.
 type Minter interface {
@@ -217,7 +218,7 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation 
 			Lifetime:       r.opts.MaxTTL,
 			RecordLifetime: ttl,
 			User:           ut,
-			Claims:         map[string]any{"name": name},
+			Name:           name,
 		})
 		if errors.Is(err, store.ErrExists) {
 			continue // a name taken by another token: draw again
@@ -576,7 +577,7 @@ func (r *REST) toAPI(rec *store.Record, c caller) *extv1.Token {
 		out.Status.LastUsedAt = &t
 	}
 	if c.user != nil && rec.JTI != "" {
-		out.Status.Current = slices.Contains(c.user.GetExtra()[credentialIDExtra], "JTI="+rec.JTI)
+		out.Status.Current = slices.Contains(c.user.GetExtra()[token.CredentialIDExtra], "JTI="+rec.JTI)
 	}
 	return out
 }

@@ -16,6 +16,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apiserver/pkg/authentication/serviceaccount"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 	"k8s.io/apiserver/pkg/registry/rest"
 	"k8s.io/utils/clock"
@@ -25,6 +26,7 @@ import (
 	"portcullis.dev/portcullis/issuer/names"
 	"portcullis.dev/portcullis/issuer/status"
 	"portcullis.dev/portcullis/store"
+	"portcullis.dev/portcullis/token"
 )
 
 // Defaults of the duration rules, as KubeVirt documents them.
@@ -34,13 +36,7 @@ const (
 	// MaxDuration is Kubernetes' limit on token lifetimes (2^32 s).
 	MaxDuration = (1 << 32) * time.Second
 	// DefaultAudience is the audience a VNC proxy asks reviews for.
-	DefaultAudience = "token.kubevirt.io/vnc"
-)
-
-// Extra keys naming the VM in a VNC token's review answer.
-const (
-	ExtraVMNamespace = "token.kubevirt.io/vm-namespace"
-	ExtraVMName      = "token.kubevirt.io/vm-name"
+	DefaultAudience = token.VNCAudience
 )
 
 // Minter is the minting core.
@@ -123,7 +119,7 @@ func (r *REST) Connect(ctx context.Context, vm string, _ runtime.Object, _ rest.
 		case http.MethodDelete:
 			r.revoke(req.Context(), w, ns, vm)
 		default:
-			writeStatus(w, http.StatusMethodNotAllowed, metav1.StatusReasonMethodNotAllowed, "only GET and DELETE are allowed")
+			status.Write(w, status.New(http.StatusMethodNotAllowed, metav1.StatusReasonMethodNotAllowed, "only GET and DELETE are allowed"))
 		}
 	}), nil
 }
@@ -133,7 +129,7 @@ func ServiceAccountName(vm string) string { return vm + "-vnc-access" }
 
 // Subject is the username of a VM's VNC tokens.
 func Subject(ns, vm string) string {
-	return "system:serviceaccount:" + ns + ":" + ServiceAccountName(vm)
+	return serviceaccount.MakeUsername(ns, ServiceAccountName(vm))
 }
 
 // ParseDuration applies the duration rules to the query value: Go syntax,
@@ -165,22 +161,22 @@ func maxText(d time.Duration) string {
 func (r *REST) mint(ctx context.Context, w http.ResponseWriter, req *http.Request, ns, vm string) {
 	d, err := r.ParseDuration(req.URL.Query().Get("duration"))
 	if err != nil {
-		writeStatus(w, http.StatusBadRequest, metav1.StatusReasonBadRequest, err.Error())
+		status.Write(w, apierrors.NewBadRequest(err.Error()))
 		return
 	}
-	saClaim := map[string]string{"name": ServiceAccountName(vm)}
+	saClaim := &token.ObjectRef{Name: ServiceAccountName(vm)}
 	var binding *store.BoundObject
 	if r.opts.Cluster != nil {
 		uid, err := r.opts.Cluster.EnsureVMAccess(ctx, ns, vm)
 		switch {
 		case apierrors.IsNotFound(err):
-			writeStatus(w, http.StatusNotFound, metav1.StatusReasonNotFound, fmt.Sprintf("VirtualMachine does not exist: %v", err))
+			status.Write(w, status.New(http.StatusNotFound, metav1.StatusReasonNotFound, fmt.Sprintf("VirtualMachine does not exist: %v", err)))
 			return
 		case err != nil:
 			status.Write(w, status.Internal(ctx, "error creating the VM's ServiceAccount, Role and RoleBinding", err))
 			return
 		}
-		saClaim["uid"] = uid
+		saClaim.UID = uid
 		// Bound to the ServiceAccount: deleting it revokes the VM's tokens.
 		binding = &store.BoundObject{APIVersion: "v1", Kind: "ServiceAccount", Namespace: ns, Name: ServiceAccountName(vm), UID: uid}
 	}
@@ -188,15 +184,15 @@ func (r *REST) mint(ctx context.Context, w http.ResponseWriter, req *http.Reques
 	tok, err := r.minter.Mint(ctx, issuer.Request{
 		Kind:      store.KindVNC,
 		Subject:   Subject(ns, vm),
-		Groups:    []string{"system:serviceaccounts", "system:serviceaccounts:" + ns},
-		Extra:     map[string][]string{ExtraVMNamespace: {ns}, ExtraVMName: {vm}},
+		Groups:    serviceaccount.MakeGroupNames(ns),
+		Extra:     map[string][]string{token.ExtraVMNamespace: {ns}, token.ExtraVMName: {vm}},
 		Audiences: auds,
 		Lifetime:  d,
 		Binding:   binding,
 		// Revoked per VM (a mark on its identity) or by key, never one by
 		// one: no store write per token.
-		Stateless: true,
-		Claims:    map[string]any{"kubernetes.io": map[string]any{"namespace": ns, "serviceaccount": saClaim}},
+		Stateless:  true,
+		Kubernetes: &token.Kubernetes{Namespace: ns, ServiceAccount: saClaim},
 	})
 	if err != nil {
 		status.Write(w, status.Internal(ctx, "failed to request token", err))
@@ -238,15 +234,6 @@ func (r *REST) revoke(ctx context.Context, w http.ResponseWriter, ns, vm string)
 		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
 		Status:   metav1.StatusSuccess, Code: http.StatusOK,
 		Message: fmt.Sprintf("every VNC token of VirtualMachine %s/%s issued until now is revoked", ns, vm),
-	})
-}
-
-func writeStatus(w http.ResponseWriter, code int, reason metav1.StatusReason, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(metav1.Status{
-		TypeMeta: metav1.TypeMeta{Kind: "Status", APIVersion: "v1"},
-		Status:   metav1.StatusFailure, Message: msg, Reason: reason, Code: int32(code),
 	})
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"portcullis.dev/portcullis/issuer"
 	"portcullis.dev/portcullis/store"
+	"portcullis.dev/portcullis/token"
 )
 
 // capture is a Minter that keeps the request and answers a fixed token.
@@ -105,7 +106,7 @@ func TestMintAsKubeVirtDoes(t *testing.T) {
 		t.Fatalf("audiences %v; want the API's and the VNC audience", req.Audiences)
 	}
 	if !slices.Equal(req.Groups, []string{"system:serviceaccounts", "system:serviceaccounts:vms"}) ||
-		!slices.Equal(req.Extra[ExtraVMName], []string{"vm1"}) || !slices.Equal(req.Extra[ExtraVMNamespace], []string{"vms"}) {
+		!slices.Equal(req.Extra[token.ExtraVMName], []string{"vm1"}) || !slices.Equal(req.Extra[token.ExtraVMNamespace], []string{"vms"}) {
 		t.Fatalf("identity %v %v", req.Groups, req.Extra)
 	}
 	if req.Binding != nil {

@@ -9,8 +9,8 @@ import (
 	"k8s.io/utils/clock"
 
 	"portcullis.dev/portcullis/authn"
-	"portcullis.dev/portcullis/cache"
 	"portcullis.dev/portcullis/keys"
+	"portcullis.dev/portcullis/revocation"
 	"portcullis.dev/portcullis/store/bolt"
 )
 
@@ -26,7 +26,7 @@ func inProcessUncached(tb testing.TB, e *env, tokens []string) float64 {
 		tb.Fatal(err)
 	}
 	defer st.Close()
-	c, err := cache.New(st, cache.Options{Clock: clock.RealClock{}, Rand: rand.Reader})
+	c, err := revocation.New(st, revocation.Options{Clock: clock.RealClock{}})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -34,7 +34,11 @@ func inProcessUncached(tb testing.TB, e *env, tokens []string) float64 {
 	if err := c.Load(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
-	v := authn.NewVerifier(ring, c, authn.VerifierOptions{Issuer: e.cfg.Issuer, APIAudiences: e.cfg.APIAudiences})
+	v, err := authn.NewVerifier(ring, c, authn.VerifierOptions{Issuer: e.cfg.Issuer, APIAudiences: e.cfg.APIAudiences, Rand: rand.Reader})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer v.Close()
 	rate, _ := runLoad(len(tokens), concurrency, func(i int) error {
 		res, err := v.Review(context.Background(), tokens[i], nil)
 		if err != nil || !res.Authenticated() {

@@ -33,7 +33,7 @@ const (
 	webhookClientBase    = "kube-apiserver-client"
 	adminBase            = "admin"
 	AdminUser            = "portcullis-admin"
-	AdminGroup           = "portcullis:admins"
+	AdminGroup           = config.DefaultAdminGroup
 	WebhookClientName    = "kube-apiserver"
 	caValidity           = 10 * 365 * 24 * time.Hour
 	leafValidity         = 365 * 24 * time.Hour

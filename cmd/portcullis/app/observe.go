@@ -11,13 +11,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"gopkg.in/natefinch/lumberjack.v2"
 	genericapirequest "k8s.io/apiserver/pkg/endpoints/request"
 
 	"portcullis.dev/portcullis/authn"
-	"portcullis.dev/portcullis/keys"
 	"portcullis.dev/portcullis/metrics"
 	"portcullis.dev/portcullis/store"
 )
@@ -94,43 +92,26 @@ func newAuditLogger(path string, maxSizeMB, maxBackups int) (*slog.Logger, io.Cl
 	return slog.New(slog.NewJSONHandler(w, nil)).With("log", "audit"), closer, nil
 }
 
-// registerMetrics registers the process, Go and Portcullis metrics on the
-// server's registry (the store's were registered when it was opened).
-func (s *Server) registerMetrics() *metrics.Metrics {
-	reg := s.registry
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	m := metrics.New(reg)
-	metrics.GaugeFunc(reg, "portcullis_cache_hit_ratio", "Share of verified-token lookups answered by the cache.", nil, s.cache.HitRatio)
-	metrics.CounterFunc(reg, "portcullis_cache_hits_total", "Verified-token lookups the cache answered.", nil, s.cache.Hits)
-	metrics.CounterFunc(reg, "portcullis_cache_misses_total", "Verified-token lookups the cache could not answer.", nil, s.cache.Misses)
-	metrics.CounterFunc(reg, "portcullis_cache_evictions_total", "Entries evicted from the review caches.", nil, s.cache.Evictions)
-	metrics.GaugeFunc(reg, "portcullis_store_watch_lag_seconds", "Time since the store's watch last proved this replica current.", nil,
-		func() float64 { return s.cache.SyncAge().Seconds() })
-	for _, state := range []keys.State{keys.StateNext, keys.StateActive, keys.StateVerifying, keys.StateRetired} {
-		metrics.GaugeFunc(reg, "portcullis_signing_keys", "Signing keys in the ring, by state.", prometheus.Labels{"state": string(state)},
-			func() float64 {
-				n := 0
-				for _, k := range s.ring.Keys() {
-					if k.State == state {
-						n++
-					}
-				}
-				return float64(n)
-			})
-	}
-	metrics.GaugeFunc(reg, "portcullis_serving_certificate_expiry_timestamp_seconds", "When the serving certificate in use expires (Unix time).", nil,
-		func() float64 {
+// registerMetrics registers the Portcullis metrics on the server's
+// registry (the store's were registered when it was opened).
+func (s *Server) registerMetrics() {
+	metrics.RegisterState(s.registry, metrics.State{
+		TokenCache:  s.verifier.CacheStats,
+		RecordCache: s.revocations.RecordCacheStats,
+		SyncAge:     s.revocations.SyncAge,
+		Keys:        s.ring.Keys,
+		CertificateExpiry: func() time.Time {
 			c := s.cert.current.Load()
 			if c == nil || len(c.Certificate) == 0 {
-				return 0
+				return time.Time{}
 			}
 			leaf, err := x509.ParseCertificate(c.Certificate[0])
 			if err != nil {
-				return 0
+				return time.Time{}
 			}
-			return float64(leaf.NotAfter.Unix())
-		})
-	return m
+			return leaf.NotAfter
+		},
+	})
 }
 
 // metricsHandler serves /metrics and the health endpoints on the metrics listener.

@@ -19,10 +19,8 @@ import (
 	"google.golang.org/grpc/backoff"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/apiserver/pkg/authentication/serviceaccount"
 	"k8s.io/apiserver/pkg/server/dynamiccertificates"
 	"k8s.io/apiserver/pkg/server/healthz"
-	genericoptions "k8s.io/apiserver/pkg/server/options"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -33,7 +31,6 @@ import (
 	"k8s.io/utils/clock"
 
 	"portcullis.dev/portcullis/authn"
-	"portcullis.dev/portcullis/cache"
 	"portcullis.dev/portcullis/config"
 	"portcullis.dev/portcullis/issuer"
 	"portcullis.dev/portcullis/issuer/server"
@@ -42,6 +39,7 @@ import (
 	"portcullis.dev/portcullis/issuer/vnc"
 	"portcullis.dev/portcullis/keys"
 	"portcullis.dev/portcullis/metrics"
+	"portcullis.dev/portcullis/revocation"
 	"portcullis.dev/portcullis/store"
 	"portcullis.dev/portcullis/store/bolt"
 	etcdstore "portcullis.dev/portcullis/store/etcd"
@@ -53,12 +51,13 @@ const storeLockTimeout = 10 * time.Second
 
 // Server is a running Portcullis: webhook, issuer and their shared parts.
 type Server struct {
-	cfg   *config.Config
-	log   *slog.Logger
-	clock clock.PassiveClock
-	store store.Store
-	cache *cache.Cache
-	ring  *keys.Ring
+	cfg         *config.Config
+	log         *slog.Logger
+	clock       clock.PassiveClock
+	store       store.Store
+	revocations *revocation.Authority
+	verifier    *authn.Verifier
+	ring        *keys.Ring
 	// informers and metadataInformers watch the cluster in
 	// cluster-connected mode (nil standalone).
 	informers         informers.SharedInformerFactory
@@ -94,7 +93,8 @@ func NewServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 // newServer is NewServer with wrapStore, when set, put around the opened
 // store: tests use it to put a fault between the server and a real store.
 func newServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, random io.Reader, wrapStore func(store.Store) store.Store) (_ *Server, err error) {
-	if err := cfg.Validate(); err != nil {
+	c, err := cfg.Complete()
+	if err != nil {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, log: log, clock: clk}
@@ -110,11 +110,8 @@ func newServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 	if s.ring, err = keys.NewRing(ringKeys); err != nil {
 		return nil, err
 	}
-	alg, _ := keys.ParseAlgorithm(cfg.KeyRotation.Algorithm) // validated
-	s.keys = keys.NewManager(s.ring, keys.ManagerOptions{
-		Dir: cfg.KeysDir, Algorithm: alg, PropagationDelay: cfg.KeyRotation.PropagationDelay.Duration,
-		RotationPeriod: cfg.KeyRotation.Period.Duration, Clock: clk, Rand: random, Logger: log.With("component", "keys"),
-	})
+	c.Keys.Clock, c.Keys.Rand, c.Keys.Logger = clk, random, log.With("component", "keys")
+	s.keys = keys.NewManager(s.ring, c.Keys)
 	if s.store, err = openStore(cfg.Store); err != nil {
 		return nil, err
 	}
@@ -123,19 +120,20 @@ func newServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 	}
 	s.registry = prometheus.NewRegistry()
 	s.store = metrics.InstrumentStore(s.store, s.registry)
-	s.cache, err = cache.New(s.store, cache.Options{
-		MaxEntries: cfg.Cache.MaxEntries, RecordTTL: cfg.Cache.Staleness.Duration, Clock: clk, Rand: random,
-		Shared: cfg.Store.Type == config.StoreEtcd,
-		// A subject mark outlives every token it can refuse (leeway included).
-		SubjectMarkLifetime: cfg.LongestTokenLifetime() + authn.DefaultLeeway,
-	})
+	audit, auditCloser, err := newAuditLogger(cfg.AuditLogPath, cfg.AuditLogMaxSize, cfg.AuditLogMaxBackups)
 	if err != nil {
 		return nil, err
 	}
-	if err := s.cache.Load(context.Background()); err != nil {
+	s.auditCloser = auditCloser
+	obs := &observer{metrics: metrics.New(s.registry), audit: audit}
+	c.Revocation.Clock, c.Revocation.Logger, c.Revocation.OnRevoke = clk, log.With("component", "revocation"), obs.revoked
+	if s.revocations, err = revocation.New(s.store, c.Revocation); err != nil {
 		return nil, err
 	}
-	minter := issuer.NewMinter(cfg.Issuer, s.ring, s.cache, clk, random)
+	if err := s.revocations.Load(context.Background()); err != nil {
+		return nil, err
+	}
+	minter := issuer.NewMinter(cfg.Issuer, s.ring, s.revocations, clk, random)
 	kube, err := kubeClients(cfg)
 	if err != nil {
 		return nil, err
@@ -144,9 +142,11 @@ func newServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 	if kube != nil {
 		bindings = s.watchBindings(kube, log)
 	}
-	verifier := authn.NewVerifier(s.ring, s.cache, authn.VerifierOptions{
-		Issuer: cfg.Issuer, APIAudiences: cfg.APIAudiences, Clock: clk, Logger: log.With("component", "verifier"), Bindings: bindings,
-	})
+	c.Verifier.Clock, c.Verifier.Logger, c.Verifier.Bindings, c.Verifier.Rand = clk, log.With("component", "verifier"), bindings, random
+	if s.verifier, err = authn.NewVerifier(s.ring, s.revocations, c.Verifier); err != nil {
+		return nil, err
+	}
+	verifier := s.verifier
 
 	if s.cert, err = newServingCert(cfg.TLS.CertFile, cfg.TLS.PrivateKeyFile); err != nil {
 		return nil, err
@@ -154,15 +154,8 @@ func newServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 	if s.clientCA, err = dynamiccertificates.NewDynamicCAContentFromFile("webhook-client-ca", cfg.TLS.WebhookClientCAFile); err != nil {
 		return nil, fmt.Errorf("serve: --webhook-client-ca-file: %w", err)
 	}
-	audit, auditCloser, err := newAuditLogger(cfg.AuditLogPath, cfg.AuditLogMaxSize, cfg.AuditLogMaxBackups)
-	if err != nil {
-		return nil, err
-	}
-	s.auditCloser = auditCloser
-	reg, m := s.registry, s.registerMetrics()
-	obs := &observer{metrics: m, audit: audit}
+	s.registerMetrics()
 	minter.OnMint(obs.minted)
-	s.cache.OnRevoke(obs.revoked)
 	s.keys.SetAudit(audit)
 	mux := http.NewServeMux()
 	mux.Handle("/authenticate", authn.NewWebhookHandler(verifier, authn.DefaultMaxBodyBytes, obs, log.With("component", "webhook")))
@@ -181,7 +174,7 @@ func newServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 		if s.metricsL, err = net.Listen("tcp", net.JoinHostPort(cfg.BindAddress, strconv.Itoa(cfg.MetricsPort))); err != nil {
 			return nil, fmt.Errorf("serve: metrics listener: %w", err)
 		}
-		s.metrics = &http.Server{Handler: s.metricsHandler(reg), ReadHeaderTimeout: 5 * time.Second}
+		s.metrics = &http.Server{Handler: s.metricsHandler(s.registry), ReadHeaderTimeout: 5 * time.Second}
 	}
 	if s.webhookL, err = net.Listen("tcp", net.JoinHostPort(cfg.BindAddress, strconv.Itoa(cfg.WebhookPort))); err != nil {
 		return nil, fmt.Errorf("serve: webhook listener: %w", err)
@@ -189,52 +182,35 @@ func newServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 	if s.issuerL, err = net.Listen("tcp", net.JoinHostPort(cfg.BindAddress, strconv.Itoa(cfg.SecurePort))); err != nil {
 		return nil, fmt.Errorf("serve: issuer listener: %w", err)
 	}
-	vncOpts := vnc.Options{
-		MinDuration: cfg.VNC.MinDuration.Duration, MaxDuration: cfg.VNC.MaxDuration.Duration,
-		APIAudiences: cfg.APIAudiences, Audience: cfg.VNC.Audience,
-	}
 	var kubeClient kubernetes.Interface
-	tokenRequest := tokenrequest.Options{APIAudiences: cfg.APIAudiences, MaxExpiration: cfg.MaxTokenExpiration.Duration}
 	if kube != nil {
 		kubeClient = kube.client
-		vncOpts.Cluster = vnc.KubeCluster{Client: kube.client, Dynamic: kube.dynamic}
-		tokenRequest.Cluster = tokenrequest.KubeCluster{Client: kube.client, Metadata: kube.metadata}
+		c.VNC.Cluster = vnc.KubeCluster{Client: kube.client, Dynamic: kube.dynamic}
+		c.TokenRequest.Cluster = tokenrequest.KubeCluster{Client: kube.client, Metadata: kube.metadata}
 	}
 	s.issuer, err = server.New(server.Options{
-		Listener:     s.issuerL,
-		CertFile:     cfg.TLS.CertFile,
-		KeyFile:      cfg.TLS.PrivateKeyFile,
-		ClientCAFile: cfg.TLS.ClientCAFile,
-		RequestHeader: &genericoptions.RequestHeaderAuthenticationOptions{
-			ClientCAFile:        cfg.RequestHeader.ClientCAFile,
-			AllowedNames:        cfg.RequestHeader.AllowedNames,
-			UsernameHeaders:     cfg.RequestHeader.UsernameHeaders,
-			UIDHeaders:          cfg.RequestHeader.UIDHeaders,
-			GroupHeaders:        cfg.RequestHeader.GroupHeaders,
-			ExtraHeaderPrefixes: cfg.RequestHeader.ExtraHeaderPrefixes,
-		},
+		Listener:           s.issuerL,
+		CertFile:           cfg.TLS.CertFile,
+		KeyFile:            cfg.TLS.PrivateKeyFile,
+		ClientCAFile:       cfg.TLS.ClientCAFile,
+		RequestHeader:      c.RequestHeader,
 		Kube:               kubeClient,
 		APIAudiences:       cfg.APIAudiences,
 		AdminGroups:        cfg.AdminGroups,
 		TokenAuthenticator: verifier,
 		Minter:             minter,
-		TokenRequest:       tokenRequest,
-		Revoker:            s.cache,
+		TokenRequest:       c.TokenRequest,
+		Revoker:            s.revocations,
 		Keys:               s.keys,
-		VNC:                vncOpts,
-		Records:            s.cache,
+		VNC:                c.VNC,
+		Records:            s.revocations,
 		Issuer:             cfg.Issuer,
-		UserTokens:         userTokens(cfg, s.cache),
-		UserTokenOptions: tokens.Options{
-			MaxTTL: cfg.UserTokens.MaxTTL.Duration, MaxPerUser: cfg.UserTokens.MaxPerUser, APIAudiences: cfg.APIAudiences,
-		},
-		Version: Version,
-		ReadyChecks: []healthz.HealthChecker{
-			healthz.NamedCheck("store", s.storeReady), healthz.NamedCheck("signing-key", s.keyReady),
-			healthz.NamedCheck("revocations-current", s.revocationsCurrent),
-		},
-		Clock: clk,
-		Rand:  random,
+		UserTokens:         userTokens(cfg, s.revocations),
+		UserTokenOptions:   c.UserTokens,
+		Version:            Version,
+		ReadyChecks:        s.readyChecks(),
+		Clock:              clk,
+		Rand:               random,
 	})
 	if err != nil {
 		return nil, err
@@ -244,7 +220,7 @@ func newServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 
 // userTokens is what serves the user Token API, nil when the UserTokens
 // feature gate is off (the group is then absent from discovery).
-func userTokens(cfg *config.Config, c *cache.Cache) tokens.Records {
+func userTokens(cfg *config.Config, c *revocation.Authority) tokens.Records {
 	if !cfg.Enabled(config.UserTokens) {
 		return nil
 	}
@@ -316,21 +292,7 @@ func (s *Server) watchBindings(k *kube, log *slog.Logger) authn.Bindings {
 	s.informers = informers.NewSharedInformerFactory(k.client, 0)
 	s.metadataInformers = metadatainformer.NewSharedInformerFactory(k.metadata, 0)
 	sas := s.informers.Core().V1().ServiceAccounts().Informer()
-	_, _ = sas.AddEventHandler(toolscache.ResourceEventHandlerFuncs{DeleteFunc: func(obj any) {
-		if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
-			obj = tomb.Obj
-		}
-		sa, ok := obj.(*corev1.ServiceAccount)
-		if !ok || sa.Labels[vnc.ManagedByLabel] != "portcullis" {
-			return
-		}
-		subject := serviceaccount.MakeUsername(sa.Namespace, sa.Name)
-		rev := &store.Revocation{Name: "sa-" + string(sa.UID), UID: string(sa.UID), Scope: store.ScopeSubject, Target: subject,
-			Reason: "ServiceAccount deleted", RevokedBy: "portcullis", Created: s.clock.Now()}
-		if err := s.cache.Revoke(context.Background(), rev); err != nil && !errors.Is(err, store.ErrExists) {
-			log.Error("recording the deletion of a VNC ServiceAccount failed", "serviceaccount", sa.Namespace+"/"+sa.Name, "err", err)
-		}
-	}})
+	_, _ = sas.AddEventHandler(vnc.RevokeOnDelete(s.revocations, s.clock, log))
 	listers := map[string]toolscache.GenericLister{
 		"ServiceAccount": toolscache.NewGenericLister(sas.GetIndexer(), corev1.Resource("serviceaccounts")),
 	}
@@ -378,22 +340,23 @@ func (s *Server) keyReady(*http.Request) error {
 // revocationsCurrent fails while the store's watch has not proven this
 // replica's revocations current within the staleness bound: its reviews
 // then fail closed, so it must not take traffic.
-func (s *Server) revocationsCurrent(*http.Request) error { return s.cache.Fresh() }
+func (s *Server) revocationsCurrent(*http.Request) error { return s.revocations.Fresh() }
 
-// addHealth serves /healthz, /livez and /readyz on the webhook listener too,
-// for probes that only reach that port.
+// readyChecks are what /readyz checks on every listener.
+func (s *Server) readyChecks() []healthz.HealthChecker {
+	return []healthz.HealthChecker{
+		healthz.NamedCheck("store", s.storeReady), healthz.NamedCheck("signing-key", s.keyReady),
+		healthz.NamedCheck("revocations-current", s.revocationsCurrent),
+	}
+}
+
+// addHealth serves /healthz, /livez and /readyz (with a path per check, as
+// kube-apiserver does) on the webhook and metrics listeners too, for probes
+// that only reach those ports.
 func (s *Server) addHealth(mux *http.ServeMux) {
-	ok := func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") }
-	mux.HandleFunc("/healthz", ok)
-	mux.HandleFunc("/livez", ok)
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		if err := errors.Join(s.storeReady(r), s.keyReady(r), s.revocationsCurrent(r)); err != nil {
-			s.log.WarnContext(r.Context(), "not ready", "err", err)
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
-			return
-		}
-		io.WriteString(w, "ok")
-	})
+	healthz.InstallHandler(mux)
+	healthz.InstallLivezHandler(mux)
+	healthz.InstallReadyzHandler(mux, s.readyChecks()...)
 }
 
 // Run serves until ctx is done, then shuts down within the grace period.
@@ -428,9 +391,7 @@ func (s *Server) Run(ctx context.Context) error {
 		})
 		g.Go(func() error { <-ctx.Done(); return s.metrics.Close() })
 	}
-	g.Go(func() error { s.purgeLoop(ctx); return nil })
-	g.Go(func() error { s.touchLoop(ctx); return nil })
-	g.Go(func() error { s.cache.Run(ctx, s.log.With("component", "cache")); return nil })
+	g.Go(func() error { s.revocations.Run(ctx); return nil })
 	g.Go(func() error { s.keys.Run(ctx, keyStepInterval); return nil })
 	if s.informers != nil {
 		s.informers.Start(ctx.Done())
@@ -442,55 +403,16 @@ func (s *Server) Run(ctx context.Context) error {
 	return g.Wait()
 }
 
-// purgeLoop purges expired records every PurgeInterval.
-func (s *Server) purgeLoop(ctx context.Context) {
-	t := time.NewTicker(s.cfg.PurgeInterval.Duration)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			n, err := s.cache.PurgeExpired(ctx)
-			if err != nil {
-				s.log.Warn("purge of expired records failed", "err", err)
-				continue
-			}
-			s.log.Info("purged expired records", "records", n)
-		}
-	}
-}
-
 // keyStepInterval is how often key promotion and automatic rotation are
 // checked, and the ring resynced from its directory.
 const keyStepInterval = time.Second
 
-// touchInterval is how often queued lastUsedAt times are written.
-const touchInterval = 10 * time.Second
-
-// touchLoop writes the tokens' lastUsedAt off the review path, and once
-// more on shutdown.
-func (s *Server) touchLoop(ctx context.Context) {
-	t := time.NewTicker(touchInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			if err := s.cache.FlushTouches(context.Background()); err != nil {
-				s.log.Warn("writing lastUsedAt failed", "err", err)
-			}
-			return
-		case <-t.C:
-			if err := s.cache.FlushTouches(ctx); err != nil {
-				s.log.Warn("writing lastUsedAt failed", "err", err)
-			}
-		}
-	}
-}
-
 func (s *Server) close() {
-	if s.cache != nil {
-		s.cache.Close()
+	if s.verifier != nil {
+		s.verifier.Close()
+	}
+	if s.revocations != nil {
+		s.revocations.Close()
 	}
 	if s.store != nil {
 		s.store.Close()

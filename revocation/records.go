@@ -1,0 +1,121 @@
+package revocation
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"portcullis.dev/portcullis/store"
+)
+
+// change is a record as this replica last wrote it (nil: deleted). A cached
+// copy fetched before the write may outlive it in the record cache for up
+// to the staleness bound, so the change is kept that long and wins over
+// the copy.
+type change struct {
+	record *store.Record
+	at     time.Time
+}
+
+// sharedLookupTimeout bounds a store read shared by concurrent reviews (and
+// so does the staleness bound, when shorter: a store that cannot answer
+// within it makes the review undecided, not slow).
+const sharedLookupTimeout = 10 * time.Second
+
+// Record returns the record for jti: from the cache, else from the store
+// (concurrent misses for one jti share a single store read). A change this
+// replica wrote wins over either. Store errors, including
+// store.ErrNotFound, are returned as they are.
+func (a *Authority) Record(ctx context.Context, jti string) (*store.Record, error) {
+	var ch change
+	var changed bool
+	if a.changes.Load() > 0 {
+		a.mu.RLock()
+		ch, changed = a.changed[jti]
+		a.mu.RUnlock()
+	}
+	if changed {
+		if ch.record == nil {
+			return nil, fmt.Errorf("revocation: record %q was deleted: %w", jti, store.ErrNotFound)
+		}
+		return ch.record, nil
+	}
+	if r, ok := a.records.Get(jti); ok {
+		return r, nil
+	}
+	v, err, _ := a.lookups.Do(jti, func() (any, error) {
+		// The read is shared by every caller waiting on this jti, so one
+		// caller giving up must not fail the others.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(sharedLookupTimeout, a.opts.Staleness))
+		defer cancel()
+		r, err := a.store.GetRecord(ctx, jti)
+		if err != nil {
+			return nil, err
+		}
+		a.records.Set(jti, r, a.opts.Staleness)
+		return r, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return v.(*store.Record), nil
+}
+
+// CreateRecord writes r to the store; it is durable when this returns.
+func (a *Authority) CreateRecord(ctx context.Context, r *store.Record) error {
+	if err := a.store.CreateRecord(ctx, r); err != nil {
+		return err
+	}
+	a.records.Set(r.JTI, r, a.opts.Staleness)
+	return nil
+}
+
+// UpdateRecord updates the record in the store and, once that is durable,
+// makes this replica use the new record at once.
+func (a *Authority) UpdateRecord(ctx context.Context, jti string, update func(*store.Record) error) (*store.Record, error) {
+	r, err := a.store.UpdateRecord(ctx, jti, update)
+	if err != nil {
+		return nil, err
+	}
+	a.remember(jti, r)
+	return r, nil
+}
+
+// DeleteRecord deletes the record in the store and, once that is durable,
+// makes this replica refuse its token at once.
+func (a *Authority) DeleteRecord(ctx context.Context, jti string) error {
+	if err := a.store.DeleteRecord(ctx, jti); err != nil {
+		return err
+	}
+	a.remember(jti, nil)
+	return nil
+}
+
+// GetRecordByName reads the user token record named name from the store.
+func (a *Authority) GetRecordByName(ctx context.Context, name string) (*store.Record, error) {
+	return a.store.GetRecordByName(ctx, name)
+}
+
+// ListRecords lists records from the store.
+func (a *Authority) ListRecords(ctx context.Context, opts store.ListOptions) ([]*store.Record, error) {
+	return a.store.ListRecords(ctx, opts)
+}
+
+func (a *Authority) remember(jti string, r *store.Record) {
+	a.mu.Lock()
+	a.changed[jti] = change{record: r, at: a.clock.Now()}
+	a.changes.Store(int64(len(a.changed)))
+	a.mu.Unlock()
+	a.records.Del(jti)
+}
+
+// forgetChangesLocked drops changes older than twice the staleness bound:
+// every cached copy from before them has expired by then.
+func (a *Authority) forgetChangesLocked(now time.Time) {
+	for jti, ch := range a.changed {
+		if now.Sub(ch.at) > 2*a.opts.Staleness {
+			delete(a.changed, jti)
+		}
+	}
+	a.changes.Store(int64(len(a.changed)))
+}
