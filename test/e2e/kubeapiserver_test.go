@@ -7,17 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/lestrrat-go/jwx/v2/jws"
-	"k8s.io/client-go/tools/clientcmd"
-
-	"portcullis.dev/portcullis/keys"
 )
 
 // TestKubeAPIServer runs Portcullis as the token webhook of real
@@ -479,97 +473,4 @@ spec:
 			t.Fatalf("unknown token at the issuer: %v; want 401", err)
 		}
 	})
-}
-
-// writeRevocation writes a Revocation manifest of a subject into dir.
-func writeRevocation(t *testing.T, dir, name string) string {
-	t.Helper()
-	path := filepath.Join(dir, name+".yaml")
-	if err := os.WriteFile(path, []byte("apiVersion: portcullis.dev/v1alpha1\nkind: Revocation\nmetadata: {name: "+name+"}\nspec: {subject: system:serviceaccount:ci:nobody}\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// revoke runs `portcullis revoke` with the admin kubeconfig.
-func revoke(t *testing.T, kubeconfig string, args ...string) {
-	t.Helper()
-	if _, err := run(t, portcullisBin, append([]string{"revoke", "--kubeconfig", kubeconfig}, args...)...); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// expiredToken signs an expired token with the real signing key: a token
-// Portcullis issued an hour ago for ten minutes looks exactly like this. (The
-// TokenRequest API cannot mint one shorter than 10 minutes, and the process's
-// clock is real.)
-func expiredToken(t *testing.T, dir string) string {
-	t.Helper()
-	ring, err := keys.LoadDir(filepath.Join(dir, "keys"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	payload, _ := json.Marshal(map[string]any{"iss": "https://portcullis.portcullis.svc", "sub": "system:serviceaccount:ci:old",
-		"aud": []string{apiAudience}, "iat": now.Add(-time.Hour).Unix(), "nbf": now.Add(-time.Hour).Unix(),
-		"exp": now.Add(-50 * time.Minute).Unix(), "jti": "expired-jti"})
-	signed, err := jws.Sign(payload, jws.WithKey(ring[0].Algorithm, ring[0].Private()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(signed)
-}
-
-// withoutClientCert writes a copy of the webhook kubeconfig with the client
-// certificate removed.
-func withoutClientCert(t *testing.T, path string) string {
-	t.Helper()
-	kc, err := clientcmd.LoadFromFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, u := range kc.AuthInfos {
-		u.ClientCertificateData, u.ClientKeyData = nil, nil
-	}
-	out := filepath.Join(t.TempDir(), "webhook-no-cert.kubeconfig")
-	if err := clientcmd.WriteToFile(*kc, out); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-// TestDeployManifestsDryRun applies every overlay of deploy/ with a
-// server-side dry run against a real kube-apiserver: every object is
-// admitted and validated as it would be for real.
-func TestDeployManifestsDryRun(t *testing.T) {
-	c := newCluster(t)
-	api := c.startKubeAPIServer(filepath.Join(c.portcullis.dir, "webhook.kubeconfig"), "v1")
-	// Server-side dry runs of namespaced objects need their namespace.
-	c.apply(api, "apiVersion: v1\nkind: Namespace\nmetadata: {name: portcullis}\n")
-	root := filepath.Join(repoRoot(t), "deploy")
-	for _, overlay := range []string{"single", "ha"} {
-		out, err := c.kubectl(api, adminToken, "apply", "--dry-run=server", "-k", filepath.Join(root, "overlays", overlay))
-		if err != nil {
-			t.Fatalf("overlay %s: %v\n%s", overlay, err, out)
-		}
-		for _, want := range []string{"deployment.apps/portcullis", "apiservice.apiregistration.k8s.io/v1.token.kubevirt.io", "clusterrole.rbac.authorization.k8s.io/portcullis:user-tokens"} {
-			if !strings.Contains(out, want) {
-				t.Fatalf("overlay %s: %q missing from\n%s", overlay, want, out)
-			}
-		}
-	}
-	// ServiceAccount admission wants kube-system's default account, which
-	// kube-controller-manager (not run here) creates.
-	c.apply(api, "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: default, namespace: kube-system}\n")
-	out, err := c.kubectl(api, adminToken, "apply", "--dry-run=server", "-f", filepath.Join(root, "control-plane", "portcullis-webhook.yaml"))
-	if err != nil || !strings.Contains(out, "pod/portcullis-webhook") {
-		t.Fatalf("control-plane static pod: %q %v", out, err)
-	}
-}
-
-// repoRoot is the repository's top directory.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
 }
