@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"portcullis.dev/portcullis/authn/vncproxy"
+	"portcullis.dev/portcullis/token"
 )
 
 // VerifyOptions are `portcullis verify`'s flags.
@@ -23,7 +24,7 @@ type VerifyOptions struct {
 func (o *VerifyOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.WebhookKubeconfig, "kubeconfig", "webhook.kubeconfig", "kubeconfig of Portcullis' webhook (init writes webhook.kubeconfig).")
 	fs.StringVar(&o.VM, "vm", "", "NAMESPACE/NAME of the VM the token must open.")
-	fs.StringVar(&o.Audience, "audience", "token.kubevirt.io/vnc", "VNC audience.")
+	fs.StringVar(&o.Audience, "audience", token.VNCAudience, "VNC audience.")
 }
 
 // ErrRefused is returned by RunVerify when the token is not good for the VM.
