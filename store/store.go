@@ -189,6 +189,8 @@ type Store interface {
 	// but the newest of its subject (see SupersededMarks); it says how many
 	// records went.
 	PurgeExpired(ctx context.Context, now time.Time) (int, error)
+	// KeyRings holds the signing key ring.
+	KeyRings
 	// Ready returns nil when the store can answer reads and writes.
 	Ready(ctx context.Context) error
 	// Close releases the store. Calls after Close return ErrClosed.

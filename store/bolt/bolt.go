@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -24,12 +25,17 @@ var (
 	bucketExpiry      = []byte("expiry")
 	bucketRevocations = []byte("revocations")
 	bucketNames       = []byte("names") // user token name -> jti
+	bucketKeyRing     = []byte("keyring")
 )
 
 // Store is a store.Store on a bbolt file.
 type Store struct {
 	db    *bbolt.DB
-	watch watchers
+	watch watchers[store.Event]
+	// ringMu orders key ring swaps with their publication, so watchers
+	// see rings in revision order.
+	ringMu    sync.Mutex
+	ringWatch watchers[*store.KeyRing]
 }
 
 var (
@@ -48,7 +54,7 @@ func Open(path string, lockTimeout time.Duration) (*Store, error) {
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketRecords, bucketExpiry, bucketRevocations, bucketNames} {
+		for _, b := range [][]byte{bucketRecords, bucketExpiry, bucketRevocations, bucketNames, bucketKeyRing} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

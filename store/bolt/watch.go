@@ -10,12 +10,35 @@ import (
 
 // watchers fans the store's own writes out to watchers. bbolt has one
 // writer, this process, so the watch is exact and never lags.
-type watchers struct {
+type watchers[T any] struct {
 	mu   sync.Mutex
-	subs map[chan store.Event]struct{}
+	subs map[chan T]struct{}
 }
 
-func (w *watchers) publish(e store.Event) {
+// subscribe adds a watcher whose channel starts with first.
+func (w *watchers[T]) subscribe(size int, first T) chan T {
+	ch := make(chan T, size)
+	ch <- first
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.subs == nil {
+		w.subs = map[chan T]struct{}{}
+	}
+	w.subs[ch] = struct{}{}
+	return ch
+}
+
+// unsubscribe closes ch unless publish already did.
+func (w *watchers[T]) unsubscribe(ch chan T) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.subs[ch]; ok {
+		delete(w.subs, ch)
+		close(ch)
+	}
+}
+
+func (w *watchers[T]) publish(e T) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for ch := range w.subs {
@@ -31,26 +54,14 @@ func (w *watchers) publish(e store.Event) {
 
 // Watch implements store.Watcher.
 func (s *Store) Watch(ctx context.Context) (<-chan store.Event, error) {
-	ch := make(chan store.Event, 1024)
-	ch <- store.Event{Type: store.EventSynced}
-	s.watch.mu.Lock()
-	if s.watch.subs == nil {
-		s.watch.subs = map[chan store.Event]struct{}{}
-	}
-	s.watch.subs[ch] = struct{}{}
-	s.watch.mu.Unlock()
+	ch := s.watch.subscribe(1024, store.Event{Type: store.EventSynced})
 	go func() {
 		t := time.NewTicker(store.ProgressInterval)
 		defer t.Stop()
 		for {
 			select {
 			case <-ctx.Done():
-				s.watch.mu.Lock()
-				if _, ok := s.watch.subs[ch]; ok {
-					delete(s.watch.subs, ch)
-					close(ch)
-				}
-				s.watch.mu.Unlock()
+				s.watch.unsubscribe(ch)
 				return
 			case <-t.C:
 				s.watch.publishTo(ch, store.Event{Type: store.EventProgress})
@@ -61,7 +72,7 @@ func (s *Store) Watch(ctx context.Context) (<-chan store.Event, error) {
 }
 
 // publishTo sends e to one watcher if it is still subscribed.
-func (w *watchers) publishTo(ch chan store.Event, e store.Event) {
+func (w *watchers[T]) publishTo(ch chan T, e T) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if _, ok := w.subs[ch]; !ok {

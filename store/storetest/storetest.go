@@ -63,6 +63,12 @@ func RunTests(t *testing.T, newStore Factory) {
 		{"DeleteRecord", testDeleteRecord},
 		{"ListRecordsByKind", testListRecordsByKind},
 		{"Closed", testClosed},
+		{"KeyRingEmpty", testKeyRingEmpty},
+		{"KeyRingSwap", testKeyRingSwap},
+		{"KeyRingConflict", testKeyRingConflict},
+		{"KeyRingConcurrentSwaps", testKeyRingConcurrentSwaps},
+		{"KeyRingDurable", testKeyRingDurable},
+		{"KeyRingWatch", testKeyRingWatch},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
