@@ -37,7 +37,7 @@ func (c *Config) Complete() (*Completed, error) {
 	return &Completed{
 		Config: c,
 		Keys: keys.ManagerOptions{
-			Dir: c.KeysDir, Algorithm: alg, PropagationDelay: c.KeyRotation.PropagationDelay.Duration,
+			Algorithm: alg, PropagationDelay: c.KeyRotation.PropagationDelay.Duration,
 			RotationPeriod: c.KeyRotation.Period.Duration,
 		},
 		Revocation: revocation.Options{

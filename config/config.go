@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,6 +15,7 @@ import (
 	"portcullis.dev/portcullis/cache"
 	"portcullis.dev/portcullis/issuer/tokens"
 	"portcullis.dev/portcullis/issuer/vnc"
+	"portcullis.dev/portcullis/keys"
 	"portcullis.dev/portcullis/revocation"
 	"portcullis.dev/portcullis/token"
 )
@@ -67,8 +69,12 @@ type Config struct {
 	// --requestheader-allowed-names does for front proxies.
 	WebhookAllowedNames []string `json:"webhookAllowedNames,omitempty"`
 
-	// KeysDir holds the signing key ring (ring.json and <kid>.jwk files).
-	KeysDir string `json:"keysDir"`
+	// KeysDir is a key directory of earlier versions (ring.json and
+	// <kid>.jwk files): imported into the store once, when the store holds
+	// no ring. The ring lives in the store; nothing writes this directory.
+	KeysDir string `json:"keysDir,omitempty"`
+	// KeyEncryption seals the private keys the store holds.
+	KeyEncryption KeyEncryption `json:"keyEncryption"`
 	// KeyRotation configures new keys and when they sign.
 	KeyRotation KeyRotation `json:"keyRotation"`
 	// Store is the revocation and TTL store.
@@ -152,6 +158,18 @@ type Cache struct {
 	Staleness  metav1.Duration `json:"staleness"`
 }
 
+// KeyEncryption is the key-encryption provider of the signing keys.
+type KeyEncryption struct {
+	// Provider is file:PATH (a 32-byte AES-256-GCM key, mode 0600, written
+	// by init) or kms:unix:///PATH.sock (a Kubernetes KMS v2 plugin).
+	Provider string `json:"provider"`
+	// Timeout bounds one call to a KMS plugin.
+	Timeout metav1.Duration `json:"timeout,omitempty"`
+}
+
+// KEKFile is the key-encryption key file init writes beside the config.
+const KEKFile = "key-encryption.key"
+
 // KeyRotation configures signing key rotation.
 type KeyRotation struct {
 	// Algorithm of new keys: ES256, EdDSA or RS256.
@@ -227,7 +245,7 @@ func Default() *Config {
 		// The audit log holds at most (1 + backups) × size: 1.1 GB.
 		AuditLogMaxSize:    100,
 		AuditLogMaxBackups: 10,
-		KeysDir:            "keys",
+		KeyEncryption:      KeyEncryption{Provider: "file:" + KEKFile, Timeout: metav1.Duration{Duration: keys.DefaultKMSTimeout}},
 		Store:              Store{Type: StoreBolt, Path: filepath.Join("data", "portcullis.db")},
 		Cache:              Cache{MaxEntries: cache.DefaultMaxEntries, Staleness: metav1.Duration{Duration: revocation.DefaultStaleness}},
 		PurgeInterval:      metav1.Duration{Duration: revocation.DefaultPurgeInterval},
@@ -266,6 +284,9 @@ func (c *Config) resolvePaths(dir string) {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}
+	}
+	if path, ok := strings.CutPrefix(c.KeyEncryption.Provider, "file:"); ok && path != "" && !filepath.IsAbs(path) {
+		c.KeyEncryption.Provider = "file:" + filepath.Join(dir, path)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"time"
 
 	"portcullis.dev/portcullis/keys"
@@ -54,8 +55,11 @@ func (c *Config) Validate() error {
 	if c.TLS.ClientCAFile != "" && c.TLS.ClientCAFile == c.TLS.WebhookClientCAFile {
 		bad("client-ca-file", "must differ from --webhook-client-ca-file: a certificate made for the webhook must not log in to the issuer")
 	}
-	if c.KeysDir == "" {
-		bad("keys-dir", "is required")
+	switch kind, arg, _ := strings.Cut(c.KeyEncryption.Provider, ":"); {
+	case kind == "file" && arg != "":
+	case kind == "kms" && strings.HasPrefix(arg, "unix://"):
+	default:
+		bad("key-encryption-provider", "%q: expected file:PATH or kms:unix:///PATH.sock", c.KeyEncryption.Provider)
 	}
 	switch c.Store.Type {
 	case StoreBolt:

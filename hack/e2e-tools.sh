@@ -8,7 +8,7 @@
 set -euo pipefail
 
 KUBE_VERSION=${KUBE_VERSION:-v1.37.2}
-ETCD_VERSION=${ETCD_VERSION:-v3.6.16}
+ETCD_VERSION=${ETCD_VERSION:-v3.7.0}
 root=$(cd "$(dirname "$0")/.." && pwd)
 bin="$root/.e2e/bin"
 work="$root/.e2e/build"

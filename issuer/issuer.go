@@ -134,6 +134,10 @@ func (m *Minter) Mint(ctx context.Context, req Request) (*Token, error) {
 	if req.DryRun {
 		return &Token{Record: rec}, nil
 	}
+	private := key.Private()
+	if private == nil {
+		return nil, fmt.Errorf("issuer: key %s: %w", key.ID, keys.ErrSealed)
+	}
 	claims := token.Claims{
 		Issuer:     m.issuer,
 		Subject:    req.Subject,
@@ -164,7 +168,7 @@ func (m *Minter) Mint(ctx context.Context, req Request) (*Token, error) {
 			return nil, fmt.Errorf("issuer: header %s: %w", k, err)
 		}
 	}
-	signed, err := jws.Sign(payload, jws.WithKey(key.Algorithm, key.Private(), jws.WithProtectedHeaders(hdr)))
+	signed, err := jws.Sign(payload, jws.WithKey(key.Algorithm, private, jws.WithProtectedHeaders(hdr)))
 	if err != nil {
 		return nil, fmt.Errorf("issuer: sign: %w", err)
 	}

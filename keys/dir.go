@@ -102,7 +102,7 @@ func SaveDir(dir string, keys []*Key) error {
 	for _, k := range keys {
 		path := filepath.Join(dir, k.ID+".jwk")
 		if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
-			data, err := json.Marshal(k.private)
+			data, err := json.Marshal(k.Private())
 			if err != nil {
 				return fmt.Errorf("keys: encode %q: %w", k.ID, err)
 			}

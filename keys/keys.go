@@ -1,12 +1,14 @@
 package keys
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +16,8 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
+
+	"portcullis.dev/portcullis/store"
 )
 
 // State is where a key stands in its life.
@@ -66,13 +70,17 @@ type Key struct {
 	// RetiredAt is when the key was retired.
 	RetiredAt time.Time
 
-	private jwk.Key
+	// private is shared by the copies of the key; sealed is how the store
+	// holds it (zero until stored).
+	private *privateKey
+	sealed  store.SealedKey
 	public  jwk.Key
 	raw     crypto.PublicKey
 }
 
-// Private returns the JWK private key, with kid and alg set, for signing.
-func (k *Key) Private() jwk.Key { return k.private }
+// Private returns the JWK private key, with kid and alg set, for signing;
+// nil while the key is sealed (see Manager.Unseal).
+func (k *Key) Private() jwk.Key { return k.private.get() }
 
 // Public returns the JWK public key, with kid, alg and use set.
 func (k *Key) Public() jwk.Key { return k.public }
@@ -144,7 +152,65 @@ func fromPrivate(priv jwk.Key, alg jwa.SignatureAlgorithm, state State, created 
 	if err := pub.Raw(&raw); err != nil {
 		return nil, fmt.Errorf("keys: raw public key: %w", err)
 	}
-	return &Key{ID: kid, Algorithm: alg, State: state, Created: created.UTC(), private: priv, public: pub, raw: raw}, nil
+	return &Key{ID: kid, Algorithm: alg, State: state, Created: created.UTC(), private: &privateKey{key: priv}, public: pub, raw: raw}, nil
+}
+
+// fromStored makes a sealed key from its stored form, checking that the
+// public key is the one its id names.
+func fromStored(sk store.StoredKey) (*Key, error) {
+	alg, err := ParseAlgorithm(sk.Algorithm)
+	if err != nil {
+		return nil, err
+	}
+	pub, err := jwk.ParseKey(sk.Public)
+	if err != nil {
+		return nil, fmt.Errorf("keys: parse the public key of %q: %w", sk.ID, err)
+	}
+	thumb, err := pub.Thumbprint(crypto.SHA256)
+	if err != nil {
+		return nil, fmt.Errorf("keys: thumbprint: %w", err)
+	}
+	if kid := base64.RawURLEncoding.EncodeToString(thumb); kid != sk.ID {
+		return nil, fmt.Errorf("keys: stored key %q holds the public key of %q", sk.ID, kid)
+	}
+	var raw any
+	if err := pub.Raw(&raw); err != nil {
+		return nil, fmt.Errorf("keys: raw public key: %w", err)
+	}
+	return &Key{ID: sk.ID, Algorithm: alg, State: State(sk.State), Created: sk.Created, PromoteAt: sk.PromoteAt,
+		DemotedAt: sk.DemotedAt, RetiredAt: sk.RetiredAt, private: &privateKey{}, sealed: sk.Private, public: pub, raw: raw}, nil
+}
+
+// stored is k as the store holds it: k must have been sealed.
+func (k *Key) stored() (store.StoredKey, error) {
+	pub, err := json.Marshal(k.public)
+	if err != nil {
+		return store.StoredKey{}, fmt.Errorf("keys: encode the public key of %q: %w", k.ID, err)
+	}
+	return store.StoredKey{ID: k.ID, Algorithm: k.Algorithm.String(), State: string(k.State), Created: k.Created,
+		PromoteAt: k.PromoteAt, DemotedAt: k.DemotedAt, RetiredAt: k.RetiredAt, Public: pub, Private: k.sealed}, nil
+}
+
+// unsealWith unseals k's private key with enc, once: copies of k share it.
+func (k *Key) unsealWith(ctx context.Context, enc *Encryption) error {
+	k.private.mu.Lock()
+	defer k.private.mu.Unlock()
+	if k.private.key != nil {
+		return nil
+	}
+	priv, err := unseal(ctx, enc, k.ID, k.sealed)
+	if err != nil {
+		return err
+	}
+	opened, err := fromPrivate(priv, k.Algorithm, k.State, k.Created)
+	if err != nil {
+		return err
+	}
+	if opened.ID != k.ID {
+		return fmt.Errorf("keys: the sealed private key of %q belongs to %q", k.ID, opened.ID)
+	}
+	k.private.key = opened.private.key
+	return nil
 }
 
 // checkKeyType refuses a key whose type does not fit alg, so that a key can

@@ -5,9 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,26 +13,61 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	testingclock "k8s.io/utils/clock/testing"
+
+	"portcullis.dev/portcullis/store/bolt"
 )
 
+// newManager manages a ring in a real bbolt store, sealed with a file
+// key-encryption key, starting from one active key.
 func newManager(t *testing.T, opts ManagerOptions) (*Manager, *testingclock.FakeClock) {
 	t.Helper()
 	clk := testingclock.NewFakeClock(time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))
-	k, err := Generate(jwa.ES256, rand.Reader, clk.Now())
+	s, err := bolt.Open(filepath.Join(t.TempDir(), "portcullis.db"), time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	k.State = StateActive
-	opts.Dir = t.TempDir()
-	opts.Clock, opts.Rand = clk, rand.Reader
-	if err := SaveDir(opts.Dir, []*Key{k}); err != nil {
+	t.Cleanup(func() { s.Close() })
+	opts.Store, opts.Clock, opts.Rand = s, clk, rand.Reader
+	if opts.Encryption == nil {
+		opts.Encryption = testEncryption()
+	}
+	m := NewManager(mustRing(t), opts)
+	if err := m.Load(t.Context(), ""); err != nil {
 		t.Fatal(err)
 	}
-	ring, err := NewRing([]*Key{k})
+	return m, clk
+}
+
+// testEncryption is a file provider's service on a random key.
+func testEncryption() *Encryption {
+	kek := make([]byte, KEKSize)
+	if _, err := rand.Read(kek); err != nil {
+		panic(err)
+	}
+	return NewEncryption("file", NewAESService(kek, rand.Reader))
+}
+
+func mustRing(t *testing.T) *Ring {
+	t.Helper()
+	r, err := NewRing(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return NewManager(ring, opts), clk
+	return r
+}
+
+// storedStates reads the ring's states back from the store.
+func storedStates(t *testing.T, m *Manager) string {
+	t.Helper()
+	ring, err := m.opts.Store.GetKeyRing(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s []string
+	for _, k := range ring.Keys {
+		s = append(s, k.State)
+	}
+	return strings.Join(s, ",")
 }
 
 func states(r *Ring) string {
@@ -48,7 +81,7 @@ func states(r *Ring) string {
 func TestRotationPublishesBeforeSigning(t *testing.T) {
 	m, clk := newManager(t, ManagerOptions{PropagationDelay: 10 * time.Minute})
 	old, _ := m.Ring().Signer()
-	next, err := m.Rotate(jwa.EdDSA, false)
+	next, err := m.Rotate(t.Context(), jwa.EdDSA, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,15 +91,15 @@ func TestRotationPublishesBeforeSigning(t *testing.T) {
 	if _, err := m.Ring().VerificationKey(next.ID); err != nil {
 		t.Fatal("the next key is not published")
 	}
-	if _, err := m.Rotate("", false); !errors.Is(err, ErrRotationPending) {
+	if _, err := m.Rotate(t.Context(), "", false); !errors.Is(err, ErrRotationPending) {
 		t.Fatalf("second rotate = %v, want ErrRotationPending", err)
 	}
 	clk.Step(10*time.Minute - time.Second)
-	if changed, _ := m.Step(clk.Now()); changed {
+	if changed, _ := m.Step(t.Context(), clk.Now()); changed {
 		t.Fatal("promoted before the propagation delay")
 	}
 	clk.Step(time.Second)
-	if changed, err := m.Step(clk.Now()); !changed || err != nil {
+	if changed, err := m.Step(t.Context(), clk.Now()); !changed || err != nil {
 		t.Fatalf("Step at the promotion time = %v, %v", changed, err)
 	}
 	signer, _ := m.Ring().Signer()
@@ -76,28 +109,26 @@ func TestRotationPublishesBeforeSigning(t *testing.T) {
 	if k, err := m.Ring().VerificationKey(old.ID); err != nil || k.State != StateVerifying {
 		t.Fatalf("old key: %v %v, want verifying", k, err)
 	}
-	// The change is on disk: a reload sees the same ring.
-	keys, err := LoadDir(m.opts.Dir)
-	if err != nil || len(keys) != 2 {
-		t.Fatalf("LoadDir = %d keys, %v", len(keys), err)
+	if got := storedStates(t, m); got != "verifying,active" {
+		t.Fatalf("stored ring = %s, want verifying,active", got)
 	}
 }
 
 func TestAutomaticRotationAndImmediateRotation(t *testing.T) {
 	m, clk := newManager(t, ManagerOptions{PropagationDelay: time.Minute, RotationPeriod: time.Hour})
-	if changed, _ := m.Step(clk.Now()); changed {
+	if changed, _ := m.Step(t.Context(), clk.Now()); changed {
 		t.Fatal("rotated a fresh key")
 	}
 	clk.Step(time.Hour)
-	if changed, _ := m.Step(clk.Now()); !changed || states(m.Ring()) != "active,next" {
+	if changed, _ := m.Step(t.Context(), clk.Now()); !changed || states(m.Ring()) != "active,next" {
 		t.Fatalf("after the rotation period: %s", states(m.Ring()))
 	}
-	k, err := NewManager(m.Ring(), m.opts).Rotate("", false)
+	k, err := NewManager(m.Ring(), m.opts).Rotate(t.Context(), "", false)
 	if !errors.Is(err, ErrRotationPending) || k != nil {
 		t.Fatal("a second rotation started while one is pending")
 	}
 	m2, _ := newManager(t, ManagerOptions{PropagationDelay: time.Hour})
-	now, err := m2.Rotate("", true)
+	now, err := m2.Rotate(t.Context(), "", true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +140,7 @@ func TestAutomaticRotationAndImmediateRotation(t *testing.T) {
 func TestRetireAndPrune(t *testing.T) {
 	m, clk := newManager(t, ManagerOptions{})
 	old, _ := m.Ring().Signer()
-	if _, err := m.Rotate("", true); err != nil {
+	if _, err := m.Rotate(t.Context(), "", true); err != nil {
 		t.Fatal(err)
 	}
 	live := true
@@ -122,15 +153,15 @@ func TestRetireAndPrune(t *testing.T) {
 		t.Fatalf("prune of the active key = %v, want ErrKeyInUse", err)
 	}
 	clk.Step(time.Minute)
-	if _, err := m.Retire(old.ID); err != nil {
+	if _, err := m.Retire(t.Context(), old.ID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := m.Ring().VerificationKey(old.ID); !errors.Is(err, ErrRetiredKey) {
 		t.Fatalf("retired key: %v", err)
 	}
-	reloaded, _ := LoadDir(m.opts.Dir)
-	if reloaded[0].State != StateRetired || !reloaded[0].RetiredAt.Equal(clk.Now()) {
-		t.Fatalf("retirement not durable: %+v", reloaded[0])
+	stored, err := m.opts.Store.GetKeyRing(t.Context())
+	if err != nil || stored.Keys[0].State != string(StateRetired) || !stored.Keys[0].RetiredAt.Equal(clk.Now()) {
+		t.Fatalf("retirement not durable: %+v, %v", stored, err)
 	}
 	live = false
 	if err := m.Prune(context.Background(), old.ID, check); err != nil {
@@ -139,15 +170,15 @@ func TestRetireAndPrune(t *testing.T) {
 	if _, err := m.Ring().VerificationKey(old.ID); !errors.Is(err, ErrUnknownKey) {
 		t.Fatalf("pruned key: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(m.opts.Dir, old.ID+".jwk")); !os.IsNotExist(err) {
-		t.Fatalf("pruned key file left behind: %v", err)
+	if got := storedStates(t, m); got != "active" {
+		t.Fatalf("stored ring after prune = %s, want active", got)
 	}
 }
 
 func TestJWKSHasOnlyPublishedPublicKeys(t *testing.T) {
 	m, _ := newManager(t, ManagerOptions{PropagationDelay: time.Hour})
 	active, _ := m.Ring().Signer()
-	next, _ := m.Rotate(jwa.RS256, false)
+	next, _ := m.Rotate(t.Context(), jwa.RS256, false)
 	rec := httptest.NewRecorder()
 	JWKSHandler(m.Ring(), time.Minute).ServeHTTP(rec, httptest.NewRequest("GET", JWKSPath, nil))
 	if rec.Header().Get("Cache-Control") != "public, max-age=60" {
@@ -169,7 +200,7 @@ func TestJWKSHasOnlyPublishedPublicKeys(t *testing.T) {
 	if strings.Join(kids, ",") != active.ID+","+next.ID {
 		t.Fatalf("JWKS kids = %v, want the active and the next key", kids)
 	}
-	if _, err := m.Retire(active.ID); err != nil {
+	if _, err := m.Retire(t.Context(), active.ID); err != nil {
 		t.Fatal(err)
 	}
 	rec = httptest.NewRecorder()
@@ -177,85 +208,4 @@ func TestJWKSHasOnlyPublishedPublicKeys(t *testing.T) {
 	if strings.Contains(rec.Body.String(), active.ID) {
 		t.Fatal("a retired key is still published")
 	}
-}
-
-// atomicWriterDir lays keys out as kubelet's AtomicWriter does for a Secret
-// volume: a timestamped directory holding the files, a ..data symlink to
-// it, and one symlink per file through ..data. Calling it again swaps
-// ..data to a new timestamped directory, as a Secret update does.
-type atomicWriterDir struct {
-	t    *testing.T
-	dir  string
-	n    int
-	prev string
-}
-
-func (a *atomicWriterDir) write(keys []*Key) {
-	a.t.Helper()
-	a.n++
-	ts := fmt.Sprintf("..2026_12_02_10_00_%02d.%09d", a.n, a.n)
-	if err := SaveDir(filepath.Join(a.dir, ts), keys); err != nil {
-		a.t.Fatal(err)
-	}
-	tmp := filepath.Join(a.dir, "..data_tmp")
-	if err := os.Symlink(ts, tmp); err != nil {
-		a.t.Fatal(err)
-	}
-	if err := os.Rename(tmp, filepath.Join(a.dir, "..data")); err != nil {
-		a.t.Fatal(err)
-	}
-	entries, _ := os.ReadDir(filepath.Join(a.dir, ts))
-	for _, e := range entries {
-		link := filepath.Join(a.dir, e.Name())
-		if _, err := os.Lstat(link); err == nil {
-			continue
-		}
-		if err := os.Symlink(filepath.Join("..data", e.Name()), link); err != nil {
-			a.t.Fatal(err)
-		}
-	}
-	if a.prev != "" {
-		os.RemoveAll(filepath.Join(a.dir, a.prev))
-	}
-	a.prev = ts
-}
-
-// TestRunFollowsSecretVolumeUpdates: a ring rotated by updating the Secret
-// (kubelet swaps ..data; no event names ring.json) is picked up by Run.
-func TestRunFollowsSecretVolumeUpdates(t *testing.T) {
-	clk := testingclock.NewFakeClock(time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))
-	first, err := Generate(jwa.ES256, rand.Reader, clk.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	first.State = StateActive
-	mount := &atomicWriterDir{t: t, dir: t.TempDir()}
-	mount.write([]*Key{first})
-	loaded, err := LoadDir(mount.dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ring, err := NewRing(loaded)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := NewManager(ring, ManagerOptions{Dir: mount.dir, Clock: clk, Rand: rand.Reader})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go m.Run(ctx, 20*time.Millisecond)
-
-	second, err := Generate(jwa.ES256, rand.Reader, clk.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	second.State = StateNext
-	second.PromoteAt = clk.Now().Add(time.Hour)
-	mount.write([]*Key{first, second})
-	for range 200 {
-		if _, err := ring.VerificationKey(second.ID); err == nil {
-			return
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	t.Fatalf("the ring never picked up the key added by the Secret update: %s", states(ring))
 }

@@ -92,6 +92,17 @@ var mutants = []mutant{
 	{"bolt: fsync before acknowledging", "store/bolt/bolt.go",
 		`FreelistType: bbolt.FreelistMapType}`, `FreelistType: bbolt.FreelistMapType, NoSync: true}`},
 
+	// The shared key ring: a retirement made through any replica holds on
+	// all of them, and concurrent changes do not overwrite each other.
+	{"keys: replicas follow the stored ring", "keys/manager.go",
+		"for ring := range rings {\n", "for ring := range rings {\n\t\t\t\tring = &store.KeyRing{}\n"},
+	{"etcd: key ring swap compares the revision", "store/etcd/keyring.go",
+		`If(clientv3.Compare(clientv3.ModRevision(key), "=", ring.Revision)).`, `If().`},
+	{"bolt: key ring swap compares the revision", "store/bolt/keyring.go",
+		`if int64(rev) != ring.Revision {`, `if false {`},
+	{"keys: retiring the active key promotes a successor", "keys/manager.go",
+		`if !wasActive || !replace {`, `if !wasActive || replace || !replace {`},
+
 	// The webhook.
 	{"webhook: requested audiences", "authn/webhook.go",
 		`h.reviewer.Review(r.Context(), req.Spec.Token, req.Spec.Audiences)`, `h.reviewer.Review(r.Context(), req.Spec.Token, nil)`},

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/duration"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/apiserver/pkg/registry/rest"
+	"k8s.io/apiserver/pkg/warning"
 	"k8s.io/utils/clock"
 
 	v1alpha1 "portcullis.dev/portcullis/issuer/apis/portcullis/v1alpha1"
@@ -98,12 +99,12 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation 
 	if len(options.DryRun) > 0 {
 		return nil, apierrors.NewBadRequest("dryRun is not supported: a rotation cannot be previewed")
 	}
-	k, err := r.manager.Rotate(alg, in.Spec.Immediate)
-	if errors.Is(err, keys.ErrRotationPending) {
+	k, err := r.manager.Rotate(ctx, alg, in.Spec.Immediate)
+	switch {
+	case errors.Is(err, keys.ErrRotationPending):
 		return nil, apierrors.NewConflict(resource, "", errors.New("a rotation is already pending: wait for the next key to be promoted"))
-	}
-	if err != nil {
-		return nil, status.Internal(ctx, "failed to rotate the signing key", err)
+	case err != nil:
+		return nil, keyError(ctx, "failed to rotate the signing key", err)
 	}
 	return r.toAPI(k), nil
 }
@@ -161,11 +162,17 @@ func (r *REST) Update(ctx context.Context, name string, objInfo rest.UpdatedObje
 	if !in.Spec.Retired || old.Spec.Retired || len(options.DryRun) > 0 {
 		return old, false, nil
 	}
-	k, err := r.manager.Retire(name)
+	res, err := r.manager.Retire(ctx, name)
 	if err != nil {
-		return nil, false, status.Internal(ctx, "failed to retire signing key "+name, err)
+		return nil, false, keyError(ctx, "failed to retire signing key "+name, err)
 	}
-	return r.toAPI(k), false, nil
+	switch {
+	case res.Promoted != nil:
+		warning.AddWarning(ctx, "", fmt.Sprintf("%s was the active key: %s signs from now on", name, res.Promoted.ID))
+	case res.Unreplaced != nil:
+		warning.AddWarning(ctx, "", fmt.Sprintf("%s was the active key and no key could replace it (the key-encryption provider does not answer): minting fails until `portcullis keys rotate --now` succeeds", name))
+	}
+	return r.toAPI(res.Retired), false, nil
 }
 
 // Delete implements rest.GracefulDeleter: it prunes a verifying or retired
@@ -189,9 +196,18 @@ func (r *REST) Delete(ctx context.Context, name string, deleteValidation rest.Va
 	case errors.Is(err, keys.ErrUnknownKey):
 		return nil, false, apierrors.NewNotFound(resource, name)
 	case err != nil:
-		return nil, false, status.Unavailable(ctx, "failed to check the key's tokens", err)
+		return nil, false, keyError(ctx, "failed to prune signing key "+name, err)
 	}
 	return obj, true, nil
+}
+
+// keyError answers a failed ring change: 503 when the key-encryption
+// provider or the store did not answer (both worth a retry), saying which.
+func keyError(ctx context.Context, what string, err error) error {
+	if errors.Is(err, keys.ErrSealed) {
+		return status.KeyEncryptionUnavailable(ctx, what, err)
+	}
+	return status.Unavailable(ctx, what, err)
 }
 
 // liveTokens reports whether the store holds an unexpired record signed by kid.

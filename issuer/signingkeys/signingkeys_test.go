@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"portcullis.dev/portcullis/issuer/apis/portcullis/v1alpha1"
 	"portcullis.dev/portcullis/keys"
 	"portcullis.dev/portcullis/store"
+	"portcullis.dev/portcullis/store/bolt"
 )
 
 // records is the store as the resource sees it: records by key id.
@@ -30,8 +32,8 @@ func (r records) ListRecords(_ context.Context, opts store.ListOptions) ([]*stor
 	return r.byKey[opts.KeyID], r.err
 }
 
-// newREST is the resource over a real key manager on a temporary key
-// directory, with one active key.
+// newREST is the resource over a real key manager on a real bbolt store,
+// with one active key (imported from a key directory).
 func newREST(t *testing.T, recs records) (*REST, *keys.Key, *testingclock.FakeClock) {
 	t.Helper()
 	clk := testingclock.NewFakeClock(time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC))
@@ -44,11 +46,24 @@ func newREST(t *testing.T, recs records) (*REST, *keys.Key, *testingclock.FakeCl
 	if err := keys.SaveDir(dir, []*keys.Key{k}); err != nil {
 		t.Fatal(err)
 	}
-	ring, err := keys.NewRing([]*keys.Key{k})
+	ring, err := keys.NewRing(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := keys.NewManager(ring, keys.ManagerOptions{Dir: dir, Algorithm: jwa.ES256, PropagationDelay: time.Hour, Clock: clk, Rand: rand.Reader})
+	s, err := bolt.Open(filepath.Join(t.TempDir(), "portcullis.db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	kek := make([]byte, keys.KEKSize)
+	if _, err := rand.Read(kek); err != nil {
+		t.Fatal(err)
+	}
+	enc := keys.NewEncryption("file", keys.NewAESService(kek, rand.Reader))
+	m := keys.NewManager(ring, keys.ManagerOptions{Store: s, Encryption: enc, Algorithm: jwa.ES256, PropagationDelay: time.Hour, Clock: clk, Rand: rand.Reader})
+	if err := m.Load(t.Context(), dir); err != nil { // imports k
+		t.Fatal(err)
+	}
 	return New(m, recs, clk), k, clk
 }
 

@@ -14,6 +14,8 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/klog/v2"
+
+	"portcullis.dev/portcullis/keys"
 )
 
 // RetryAfterSeconds is what a 503 asks clients to wait before retrying.
@@ -26,6 +28,37 @@ func Unavailable(ctx context.Context, what string, cause error) *apierrors.Statu
 	err := apierrors.NewServiceUnavailable(what + ": the token store cannot answer, retry later")
 	err.ErrStatus.Details = &metav1.StatusDetails{RetryAfterSeconds: RetryAfterSeconds}
 	return err
+}
+
+// KeyEncryptionUnavailable logs cause and returns a 503 saying that what
+// could not be done because the key-encryption provider (the KMS plugin)
+// did not answer, and to retry.
+func KeyEncryptionUnavailable(ctx context.Context, what string, cause error) *apierrors.StatusError {
+	klog.FromContext(ctx).Error(cause, "key-encryption provider did not answer", "operation", what)
+	err := apierrors.NewServiceUnavailable(what + ": the signing key is sealed and the key-encryption provider (KMS plugin) does not answer, retry later")
+	err.ErrStatus.Details = &metav1.StatusDetails{RetryAfterSeconds: RetryAfterSeconds}
+	return err
+}
+
+// NoSigningKey returns a 503 saying that no key signs and what to do.
+func NoSigningKey(what string) *apierrors.StatusError {
+	err := apierrors.NewServiceUnavailable(what + ": no signing key is active; an admin must rotate one in (`portcullis keys rotate --now`)")
+	err.ErrStatus.Details = &metav1.StatusDetails{RetryAfterSeconds: RetryAfterSeconds}
+	return err
+}
+
+// MintFailed answers a failed mint: 503 when no key can sign (none is
+// active, or its private key is sealed and the KMS plugin does not
+// answer), 500 otherwise.
+func MintFailed(ctx context.Context, what string, cause error) *apierrors.StatusError {
+	switch {
+	case errors.Is(cause, keys.ErrNoActiveKey):
+		klog.FromContext(ctx).Error(cause, "no signing key", "operation", what)
+		return NoSigningKey(what)
+	case errors.Is(cause, keys.ErrSealed):
+		return KeyEncryptionUnavailable(ctx, what, cause)
+	}
+	return Internal(ctx, what, cause)
 }
 
 // Internal logs cause and returns a 500 saying only that what failed.

@@ -157,7 +157,7 @@ func (r *REST) Create(ctx context.Context, name string, obj runtime.Object, crea
 		DryRun:         slices.Contains(options.DryRun, metav1.DryRunAll),
 	})
 	if err != nil {
-		return nil, status.Internal(ctx, "failed to generate token", err)
+		return nil, status.MintFailed(ctx, "failed to generate token", err)
 	}
 	out.CreationTimestamp = metav1.NewTime(tok.Record.IssuedAt)
 	out.Status = authenticationv1.TokenRequestStatus{

@@ -192,7 +192,7 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation 
 	for range 5 {
 		name, uid, err := r.newName()
 		if err != nil {
-			return nil, status.Internal(ctx, "failed to create token", err)
+			return nil, status.MintFailed(ctx, "failed to create token", err)
 		}
 		ut := &store.UserToken{
 			Name: name, UID: uid, Description: in.Spec.Description, TokenKind: in.Spec.Kind, TTL: ttl,
@@ -218,7 +218,7 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation 
 			continue // a name taken by another token: draw again
 		}
 		if err != nil {
-			return nil, status.Internal(ctx, "failed to create token", err)
+			return nil, status.MintFailed(ctx, "failed to create token", err)
 		}
 		out := r.toAPI(tok.Record, c)
 		out.Status.Value, out.Status.BearerToken = tok.Value, tok.Value

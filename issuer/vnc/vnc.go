@@ -195,7 +195,7 @@ func (r *REST) mint(ctx context.Context, w http.ResponseWriter, req *http.Reques
 		Kubernetes: &token.Kubernetes{Namespace: ns, ServiceAccount: saClaim},
 	})
 	if err != nil {
-		status.Write(w, status.Internal(ctx, "failed to request token", err))
+		status.Write(w, status.MintFailed(ctx, "failed to request token", err))
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")

@@ -22,6 +22,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
+	"portcullis.dev/portcullis/authn/authntest"
 	"portcullis.dev/portcullis/authn/vncproxy"
 	"portcullis.dev/portcullis/cmd/portcullis/app"
 	"portcullis.dev/portcullis/config"
@@ -51,10 +52,12 @@ func newEnv(tb testing.TB) *env {
 	if err := app.RunInit(o, io.Discard, clock.RealClock{}, rand.Reader); err != nil {
 		tb.Fatal(err)
 	}
+	authntest.SeedKeyDir(tb, filepath.Join(dir, "keys")) // imported: the bench signs with it too
 	cfg, err := config.Load(filepath.Join(dir, app.ConfigFile))
 	if err != nil {
 		tb.Fatal(err)
 	}
+	cfg.KeysDir = filepath.Join(dir, "keys")
 	cfg.BindAddress = "127.0.0.1"
 	cfg.SecurePort = 0
 	cfg.WebhookPort = 0
@@ -329,4 +332,12 @@ func jtiOf(token string) string {
 	var c struct{ JTI string }
 	_ = json.Unmarshal(raw, &c)
 	return c.JTI
+}
+
+// kidOf reads a token's kid header.
+func kidOf(token string) string {
+	raw, _ := base64.RawURLEncoding.DecodeString(strings.Split(token, ".")[0])
+	var h struct{ Kid string }
+	_ = json.Unmarshal(raw, &h)
+	return h.Kid
 }

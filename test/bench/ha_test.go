@@ -65,6 +65,7 @@ func TestBenchHA(t *testing.T) {
 	}
 
 	offlineDelays := offlineProxyDelays(t, a, b, 200)
+	retireDelays := retirementDelays(t, a, b, b.replica(t), 100)
 
 	// Cached review rates: the same load on the etcd replica and on bbolt.
 	etcdRate, etcdLat := cachedRate(t, a)
@@ -76,6 +77,8 @@ func TestBenchHA(t *testing.T) {
 	fmt.Printf("  p50 %v   p99 %v   max %v   (target p99 < 100ms)\n\n", percentile(delays, 0.5).Round(time.Microsecond), percentile(delays, 0.99).Round(time.Microsecond), percentile(delays, 1).Round(time.Microsecond))
 	fmt.Printf("VM revoked through A refused by an offline VNC proxy watching B, over %d revocations (DELETE call included):\n", len(offlineDelays))
 	fmt.Printf("  p50 %v   p99 %v   max %v   (target: within 1s)\n\n", percentile(offlineDelays, 0.5).Round(time.Microsecond), percentile(offlineDelays, 0.99).Round(time.Microsecond), percentile(offlineDelays, 1).Round(time.Microsecond))
+	fmt.Printf("signing key retired through C refused by A and B, over %d retirements (PATCH call included):\n", len(retireDelays))
+	fmt.Printf("  p50 %v   p99 %v   max %v   (target p99 < 100ms)\n\n", percentile(retireDelays, 0.5).Round(time.Microsecond), percentile(retireDelays, 0.99).Round(time.Microsecond), percentile(retireDelays, 1).Round(time.Microsecond))
 	fmt.Printf("%-48s %12s %10s %10s\n", "cached reviews over HTTPS", "per second", "p50", "p99")
 	fmt.Printf("%-48s %12.0f %10s %10s\n", "etcd store", etcdRate, percentile(etcdLat, 0.5).Round(time.Microsecond), percentile(etcdLat, 0.99).Round(time.Microsecond))
 	fmt.Printf("%-48s %12.0f %10s %10s\n", "bbolt store", boltRate, percentile(boltLat, 0.5).Round(time.Microsecond), percentile(boltLat, 0.99).Round(time.Microsecond))
@@ -116,6 +119,72 @@ func (e *env) replica(tb testing.TB) *env {
 	r.start(tb)
 	tb.Cleanup(r.stop)
 	return r
+}
+
+// retirementDelays rotates a new key in through a (at once), mints a token
+// with it, has a and b review it (cached there), then retires the key
+// through c and times until both a and b refuse the token: n times.
+func retirementDelays(t *testing.T, a, b, c *env, n int) []time.Duration {
+	t.Helper()
+	keysURL := func(e *env, name string) string {
+		return "https://" + e.srv.IssuerAddr().String() + "/apis/portcullis.dev/v1alpha1/signingkeys" + name
+	}
+	call := func(e *env, method, url, contentType, body string, want int) []byte {
+		req, _ := http.NewRequest(method, url, strings.NewReader(body))
+		req.Header.Set("Content-Type", contentType)
+		resp, err := e.client(t, "admin").Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		data, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != want {
+			t.Fatalf("%s %s: %d %s", method, url, resp.StatusCode, data)
+		}
+		return data
+	}
+	hooks := []struct {
+		c   *http.Client
+		url string
+	}{{a.client(t, "kube-apiserver-client"), "https://" + a.srv.WebhookAddr().String() + "/authenticate"},
+		{b.client(t, "kube-apiserver-client"), "https://" + b.srv.WebhookAddr().String() + "/authenticate"}}
+	var delays []time.Duration
+	for range n {
+		var key struct{ Metadata struct{ Name string } }
+		created := call(a, http.MethodPost, keysURL(a, ""), "application/json", `{"apiVersion":"portcullis.dev/v1alpha1","kind":"SigningKey","spec":{"immediate":true}}`, http.StatusCreated)
+		if err := json.Unmarshal(created, &key); err != nil {
+			t.Fatal(err)
+		}
+		var tok string
+		for i := 0; ; i++ {
+			tokens, _ := a.mint(t, 1)
+			if kidOf(tokens[0]) == key.Metadata.Name {
+				tok = tokens[0]
+				break
+			}
+			if i > 1000 {
+				t.Fatal("A never signed with the key it rotated in")
+			}
+		}
+		for _, h := range hooks {
+			for i := 0; review(h.c, h.url, reviewBody(tok)) != nil; i++ {
+				if i > 10000 {
+					t.Fatal("a replica never accepted the new key's token")
+				}
+			}
+		}
+		start := time.Now()
+		call(c, http.MethodPatch, keysURL(c, "/"+key.Metadata.Name), "application/merge-patch+json", `{"spec":{"retired":true}}`, http.StatusOK)
+		for _, h := range hooks {
+			for i := 0; review(h.c, h.url, reviewBody(tok)) == nil; i++ {
+				if i > 10000 {
+					t.Fatal("a replica never refused a retired key's token")
+				}
+			}
+		}
+		delays = append(delays, time.Since(start))
+	}
+	return delays
 }
 
 // offlineProxyDelays mints a VNC token for each of n VMs through replica a,

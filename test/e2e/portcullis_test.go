@@ -17,6 +17,7 @@ import (
 	webhookutil "k8s.io/apiserver/pkg/util/webhook"
 	"k8s.io/apiserver/plugin/pkg/authenticator/token/webhook"
 
+	"portcullis.dev/portcullis/authn/authntest"
 	"portcullis.dev/portcullis/internal/testutil"
 )
 
@@ -46,13 +47,17 @@ func initInstanceHosts(t *testing.T, hosts string) *instance {
 		"--api-audiences", "https://kubernetes.default.svc.cluster.local"); err != nil {
 		t.Fatal(err)
 	}
+	// An earlier version's key directory, imported at the first start:
+	// the test then holds the signing key to forge tokens with.
+	authntest.SeedKeyDir(t, filepath.Join(in.dir, "keys"))
 	return in
 }
 
 // serve starts `portcullis serve` and waits until /readyz answers ok.
 func (in *instance) serve(t *testing.T, extra ...string) {
 	t.Helper()
-	args := append([]string{"serve", "--config", filepath.Join(in.dir, "portcullis.yaml"), "--bind-address", "127.0.0.1", "--log-level", "debug", "--metrics-port", "0",
+	args := append([]string{"serve", "--config", filepath.Join(in.dir, "portcullis.yaml"), "--keys-dir", filepath.Join(in.dir, "keys"),
+		"--bind-address", "127.0.0.1", "--log-level", "debug", "--metrics-port", "0",
 		"--audit-log-path", filepath.Join(in.dir, "audit.log")}, extra...)
 	in.proc = start(t, portcullisBin, args...)
 	in.waitReady(t)

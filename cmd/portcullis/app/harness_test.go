@@ -25,6 +25,7 @@ import (
 	"k8s.io/klog/v2"
 	"k8s.io/utils/clock"
 
+	"portcullis.dev/portcullis/authn/authntest"
 	"portcullis.dev/portcullis/config"
 	"portcullis.dev/portcullis/internal/testutil"
 	"portcullis.dev/portcullis/store"
@@ -65,6 +66,7 @@ func initDir(t *testing.T) string {
 	if err := RunInit(o, io.Discard, clock.RealClock{}, rand.Reader); err != nil {
 		t.Fatal(err)
 	}
+	authntest.SeedKeyDir(t, filepath.Join(dir, "keys"))
 	return dir
 }
 
@@ -82,6 +84,7 @@ func startServerWithClock(t *testing.T, clk clock.PassiveClock, mutate func(*con
 		t.Fatal(err)
 	}
 	cfg.BindAddress = "127.0.0.1"
+	cfg.KeysDir = filepath.Join(h.dir, "keys") // imported: the test knows the signing key
 	cfg.Log.Level = "debug"
 	cfg.AuditLogPath = filepath.Join(h.dir, "audit.log")
 	cfg.MetricsPort = 0 // ephemeral: servers of parallel tests must not share a port

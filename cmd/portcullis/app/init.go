@@ -66,7 +66,7 @@ func NewInitOptions() *InitOptions {
 func (o *InitOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Dir, "dir", o.Dir, "Directory to write certificates, keys, kubeconfigs and the config into.")
 	fs.StringSliceVar(&o.Hosts, "hosts", o.Hosts, "Host names and IPs the serving certificate is for; the first is used in the kubeconfigs.")
-	fs.BoolVar(&o.Force, "force", o.Force, "Overwrite files that exist (this replaces the CA and the signing keys: every earlier token dies).")
+	fs.BoolVar(&o.Force, "force", o.Force, "Overwrite files that exist (this replaces the CAs; the signing keys stay in the store: rotate and retire them with portcullis keys).")
 	fs.StringVar(&o.Issuer, "service-account-issuer", o.Issuer, "Issuer (iss) of minted tokens.")
 	fs.StringSliceVar(&o.APIAudiences, "api-audiences", o.APIAudiences, "Default audiences; use kube-apiserver's --api-audiences (or its --service-account-issuer).")
 	fs.IntVar(&o.WebhookPort, "webhook-port", o.WebhookPort, "Port of the webhook listener.")
@@ -87,7 +87,7 @@ func RunInit(o *InitOptions, out io.Writer, clk clock.PassiveClock, random io.Re
 	if err != nil {
 		return err
 	}
-	written := []string{ConfigFile, WebhookKubeconfig, AdminKubeconfig, "keys",
+	written := []string{ConfigFile, WebhookKubeconfig, AdminKubeconfig, config.KEKFile,
 		caBase + ".crt", caBase + ".key", webhookClientCABase + ".crt", webhookClientCABase + ".key", clientCABase + ".crt", clientCABase + ".key",
 		servingBase + ".crt", servingBase + ".key",
 		webhookClientBase + ".crt", webhookClientBase + ".key", adminBase + ".crt", adminBase + ".key"}
@@ -140,19 +140,15 @@ func RunInit(o *InitOptions, out io.Writer, clk clock.PassiveClock, random io.Re
 		}
 	}
 
-	key, err := keys.Generate(alg, random, now)
-	if err != nil {
-		return err
-	}
-	key.State = keys.StateActive
-	keysDir := filepath.Join(dir, "keys")
-	if o.Force {
-		if err := os.RemoveAll(keysDir); err != nil {
-			return fmt.Errorf("init: %w", err)
+	// The key-encryption key seals the signing keys in the store. It is
+	// kept even with --force: the ring sealed with it must stay readable.
+	kek := filepath.Join(dir, config.KEKFile)
+	if _, err := os.Stat(kek); errors.Is(err, os.ErrNotExist) {
+		if err := keys.WriteKEKFile(kek, random); err != nil {
+			return err
 		}
-	}
-	if err := keys.SaveDir(keysDir, []*keys.Key{key}); err != nil {
-		return err
+	} else if err != nil {
+		return fmt.Errorf("init: %w", err)
 	}
 
 	host := o.Hosts[0]
@@ -172,7 +168,7 @@ func RunInit(o *InitOptions, out io.Writer, clk clock.PassiveClock, random io.Re
 	cfg.TLS = config.TLS{CertFile: servingBase + ".crt", PrivateKeyFile: servingBase + ".key",
 		WebhookClientCAFile: webhookClientCABase + ".crt", ClientCAFile: clientCABase + ".crt"}
 	cfg.WebhookAllowedNames = []string{WebhookClientName}
-	cfg.KeysDir = "keys"
+	cfg.KeyRotation.Algorithm = alg.String()
 	data, err := cfg.Marshal()
 	if err != nil {
 		return err
@@ -181,7 +177,7 @@ func RunInit(o *InitOptions, out io.Writer, clk clock.PassiveClock, random io.Re
 	if err := os.WriteFile(filepath.Join(dir, ConfigFile), append([]byte(header), data...), 0o600); err != nil {
 		return fmt.Errorf("init: %w", err)
 	}
-	printNextSteps(out, dir, o, key.ID)
+	printNextSteps(out, dir, o)
 	return nil
 }
 
@@ -199,8 +195,9 @@ func writeKubeconfig(path, cluster, server string, caPEM []byte, userName string
 	return os.Chmod(path, 0o600)
 }
 
-func printNextSteps(out io.Writer, dir string, o *InitOptions, kid string) {
-	fmt.Fprintf(out, `Portcullis is initialised in %[1]s (signing key %[2]s).
+func printNextSteps(out io.Writer, dir string, o *InitOptions) {
+	fmt.Fprintf(out, `Portcullis is initialised in %[1]s. Its first start makes the first signing key
+(%[2]s), sealed in its store with %[1]s/%[6]s.
 
 Start it:
   portcullis serve --config %[1]s/%[3]s
@@ -219,5 +216,5 @@ Mint a first token (as the admin, through the issuer's TokenRequest API):
   kubectl --kubeconfig %[1]s/%[5]s create token default -n default --duration 1h
 and check it with kube-apiserver:
   kubectl --token <token> auth whoami
-`, dir, kid, ConfigFile, WebhookKubeconfig, AdminKubeconfig)
+`, dir, o.Algorithm, ConfigFile, WebhookKubeconfig, AdminKubeconfig, config.KEKFile)
 }

@@ -40,9 +40,13 @@ func TestInitWritesEverythingPrivateKeysOnly0600(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("init's config does not validate: %v", err)
 	}
-	ring, err := keys.LoadDir(cfg.KeysDir)
-	if err != nil || len(ring) != 1 || ring[0].State != keys.StateActive || ring[0].Algorithm.String() != "ES256" {
-		t.Fatalf("key ring = %+v, %v; want one active ES256 key", ring, err)
+	// The signing keys live in the store, sealed with the key-encryption
+	// key init wrote; the config names it.
+	if want := "file:" + filepath.Join(dir, config.KEKFile); cfg.KeyEncryption.Provider != want {
+		t.Fatalf("key-encryption provider = %q, want %q", cfg.KeyEncryption.Provider, want)
+	}
+	if _, err := keys.ReadKEKFile(filepath.Join(dir, config.KEKFile)); err != nil {
+		t.Fatal(err)
 	}
 
 	wh, err := clientcmd.LoadFromFile(filepath.Join(dir, WebhookKubeconfig))
@@ -85,6 +89,7 @@ func readCert(t *testing.T, path string) *x509.Certificate {
 func TestInitRefusesToOverwrite(t *testing.T) {
 	dir := initDir(t)
 	before, _ := os.ReadFile(filepath.Join(dir, caBase+".key"))
+	kekBefore, _ := os.ReadFile(filepath.Join(dir, config.KEKFile))
 	o := NewInitOptions()
 	o.Dir = dir
 	err := RunInit(o, io.Discard, clock.RealClock{}, rand.Reader)
@@ -105,5 +110,8 @@ func TestInitRefusesToOverwrite(t *testing.T) {
 	}
 	if info, _ := os.Stat(filepath.Join(dir, caBase+".key")); info.Mode().Perm() != 0o600 {
 		t.Fatalf("CA key mode after --force = %o", info.Mode().Perm())
+	}
+	if kek, _ := os.ReadFile(filepath.Join(dir, config.KEKFile)); string(kek) != string(kekBefore) {
+		t.Fatal("init --force replaced the key-encryption key: the sealed ring would be lost")
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/rest"
 
 	v1alpha1 "portcullis.dev/portcullis/issuer/apis/portcullis/v1alpha1"
 )
@@ -31,11 +32,14 @@ func (o *KeysOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.Now, "now", false, "rotate: sign with the new key at once, skipping the propagation delay (after a compromise).")
 }
 
-func (o *KeysOptions) client() (dynamic.ResourceInterface, error) {
+// client is the signingkeys resource; the server's warnings (which key
+// signs after the active one was retired) are written to out.
+func (o *KeysOptions) client(out io.Writer) (dynamic.ResourceInterface, error) {
 	cfg, err := o.restConfig()
 	if err != nil {
 		return nil, err
 	}
+	cfg.WarningHandler = rest.NewWarningWriter(out, rest.WarningWriterOptions{})
 	c, err := dynamic.NewForConfig(cfg)
 	if err != nil {
 		return nil, err
@@ -48,7 +52,7 @@ func RunKeys(ctx context.Context, o *KeysOptions, args []string, out io.Writer) 
 	if len(args) == 0 {
 		return errors.New("usage: portcullis keys list | rotate [--algorithm A] [--now] | retire KID | prune [KID…]")
 	}
-	keys, err := o.client()
+	keys, err := o.client(out)
 	if err != nil {
 		return err
 	}

@@ -47,17 +47,47 @@ type Server struct {
 	informers         informers.SharedInformerFactory
 	metadataInformers metadatainformer.SharedInformerFactory
 	keys              *keys.Manager
-	cert              *servingCert
-	clientCA          *dynamiccertificates.DynamicFileCAContent
-	webhook           *http.Server
-	issuer            *server.Server
-	webhookL          net.Listener
-	issuerL           net.Listener
-	registry          *prometheus.Registry
+	// stopKeys ends the connection to the KMS plugin.
+	stopKeys context.CancelFunc
+	cert     *servingCert
+	clientCA *dynamiccertificates.DynamicFileCAContent
+	webhook  *http.Server
+	issuer   *server.Server
+	webhookL net.Listener
+	issuerL  net.Listener
+	registry *prometheus.Registry
 	// metrics serves /metrics on its own listener (nil: disabled).
 	metrics     *http.Server
 	metricsL    net.Listener
 	auditCloser io.Closer
+}
+
+// loadKeys opens the key-encryption provider and loads the ring from the
+// store: importing the key directory of an earlier version, or making the
+// first key, when the store holds none. A sealed signing key (the KMS
+// plugin does not answer) does not stop the server: it verifies, and the
+// key is unsealed once the plugin answers.
+func (s *Server) loadKeys(c *config.Completed, audit *slog.Logger, random io.Reader) error {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.stopKeys = cancel
+	enc, err := keys.OpenEncryption(ctx, c.KeyEncryption.Provider, c.KeyEncryption.Timeout.Duration, random)
+	if err != nil {
+		return fmt.Errorf("serve: --key-encryption-provider: %w", err)
+	}
+	c.Keys.Store, c.Keys.Encryption, c.Keys.Audit = s.store, enc, audit
+	c.Keys.Clock, c.Keys.Rand, c.Keys.Logger = s.clock, random, s.log.With("component", "keys")
+	if s.ring, err = keys.NewRing(nil); err != nil {
+		return err
+	}
+	s.keys = keys.NewManager(s.ring, c.Keys)
+	loadCtx, cancelLoad := context.WithTimeout(ctx, 30*time.Second)
+	defer cancelLoad()
+	err = s.keys.Load(loadCtx, c.KeysDir)
+	if errors.Is(err, keys.ErrSealed) {
+		s.log.Warn("the signing key is sealed and the key-encryption provider does not answer: reviews go on, minting answers 503 until it does", "err", err)
+		return nil
+	}
+	return err
 }
 
 // MetricsAddr is where /metrics is served (nil when disabled).
@@ -87,15 +117,6 @@ func newServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 			s.close()
 		}
 	}()
-	ringKeys, err := keys.LoadDir(cfg.KeysDir)
-	if err != nil {
-		return nil, err
-	}
-	if s.ring, err = keys.NewRing(ringKeys); err != nil {
-		return nil, err
-	}
-	c.Keys.Clock, c.Keys.Rand, c.Keys.Logger = clk, random, log.With("component", "keys")
-	s.keys = keys.NewManager(s.ring, c.Keys)
 	if s.store, err = openStore(cfg.Store); err != nil {
 		return nil, err
 	}
@@ -109,6 +130,9 @@ func newServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 		return nil, err
 	}
 	s.auditCloser = auditCloser
+	if err := s.loadKeys(c, audit, random); err != nil {
+		return nil, err
+	}
 	obs := &observer{metrics: metrics.New(s.registry), audit: audit}
 	c.Revocation.Clock, c.Revocation.Logger, c.Revocation.OnRevoke = clk, log.With("component", "revocation"), obs.revoked
 	if s.revocations, err = revocation.New(s.store, c.Revocation); err != nil {
@@ -140,7 +164,6 @@ func newServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 	}
 	s.registerMetrics()
 	minter.OnMint(obs.minted)
-	s.keys.SetAudit(audit)
 	mux := http.NewServeMux()
 	mux.Handle("/authenticate", authn.NewWebhookHandler(verifier, authn.DefaultMaxBodyBytes, obs, log.With("component", "webhook")))
 	s.addHealth(mux)
@@ -294,6 +317,9 @@ func (s *Server) Run(ctx context.Context) error {
 const keyStepInterval = time.Second
 
 func (s *Server) close() {
+	if s.stopKeys != nil {
+		s.stopKeys()
+	}
 	if s.verifier != nil {
 		s.verifier.Close()
 	}
