@@ -2,7 +2,6 @@ package keys
 
 import (
 	"bytes"
-	"context"
 	"crypto/ecdsa"
 	"crypto/rand"
 	"encoding/base64"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	clientv3 "go.etcd.io/etcd/client/v3"
-	kmsservice "k8s.io/kms/pkg/service"
 	"k8s.io/utils/clock"
 
 	"portcullis.dev/portcullis/internal/testutil"
@@ -23,61 +21,6 @@ import (
 	"portcullis.dev/portcullis/store/bolt"
 	"portcullis.dev/portcullis/store/etcd"
 )
-
-// kmsPlugin is a real Kubernetes KMS v2 plugin server (k8s.io/kms'
-// service package, gRPC over a unix socket) whose "HSM" is a local AES key:
-// the one part that stands in for an admin's Vault or cloud KMS.
-type kmsPlugin struct {
-	t      *testing.T
-	socket string
-	hsm    *AESService
-	server *kmsservice.GRPCService
-	done   chan error
-}
-
-func startKMSPlugin(t *testing.T) *kmsPlugin {
-	t.Helper()
-	kek := make([]byte, KEKSize)
-	if _, err := rand.Read(kek); err != nil {
-		t.Fatal(err)
-	}
-	// A short directory: unix socket paths are limited to 108 bytes.
-	dir, err := os.MkdirTemp("", "kms")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	p := &kmsPlugin{t: t, socket: filepath.Join(dir, "kms.sock"), hsm: NewAESService(kek, rand.Reader)}
-	p.start()
-	t.Cleanup(p.stop)
-	return p
-}
-
-func (p *kmsPlugin) start() {
-	p.t.Helper()
-	p.server = kmsservice.NewGRPCService(p.socket, 5*time.Second, p.hsm)
-	p.done = make(chan error, 1)
-	go func() { p.done <- p.server.ListenAndServe() }()
-	for range 500 {
-		if _, err := os.Stat(p.socket); err == nil {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	p.t.Fatal("the KMS plugin did not listen")
-}
-
-func (p *kmsPlugin) stop() {
-	if p.server == nil {
-		return
-	}
-	p.server.Close()
-	<-p.done
-	os.Remove(p.socket)
-	p.server = nil
-}
-
-func (p *kmsPlugin) endpoint() string { return "kms:unix://" + p.socket }
 
 func TestFileProviderRoundTrip(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "kek")
@@ -212,82 +155,6 @@ func assertNoSecrets(t *testing.T, where string, data []byte, secrets [][]byte) 
 		if bytes.Contains(data, secret) {
 			t.Fatalf("%s holds private key material in the clear", where)
 		}
-	}
-}
-
-// TestKMSOutage: with the ring sealed by a KMS v2 plugin, a stopped plugin
-// stops neither reviews (public keys) nor signing with an unsealed key; a
-// rotation fails with ErrSealed and goes through once the plugin is back.
-// A replica that starts during the outage loads the ring and verifies; it
-// signs once the plugin answers.
-func TestKMSOutage(t *testing.T) {
-	plugin := startKMSPlugin(t)
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	enc, err := OpenEncryption(ctx, plugin.endpoint(), 500*time.Millisecond, rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := bolt.Open(filepath.Join(t.TempDir(), "portcullis.db"), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	opts := ManagerOptions{Store: s, Encryption: enc, Clock: clock.RealClock{}, Rand: rand.Reader}
-	m := NewManager(mustRing(t), opts)
-	if err := m.Load(ctx, ""); err != nil {
-		t.Fatal(err)
-	}
-	active, err := m.Ring().Signer()
-	if err != nil || active.Private() == nil {
-		t.Fatalf("the first key does not sign: %v", err)
-	}
-	stored, _ := s.GetKeyRing(ctx)
-	if stored.Keys[0].Private.Provider != "kms" || stored.Keys[0].Private.KeyID != plugin.hsm.keyID {
-		t.Fatalf("the key was not sealed by the plugin: %+v", stored.Keys[0].Private)
-	}
-
-	plugin.stop()
-	if _, err := m.Ring().VerificationKey(active.ID); err != nil {
-		t.Fatalf("verification during the outage: %v", err)
-	}
-	if _, err := m.Rotate(ctx, "", true); !errors.Is(err, ErrSealed) {
-		t.Fatalf("rotate during the outage = %v, want ErrSealed", err)
-	}
-	if signer, _ := m.Ring().Signer(); signer.ID != active.ID || signer.Private() == nil {
-		t.Fatal("a failed rotation changed the signer")
-	}
-	late := NewManager(mustRing(t), opts)
-	if err := late.Load(ctx, ""); !errors.Is(err, ErrSealed) {
-		t.Fatalf("a replica starting during the outage: Load = %v, want ErrSealed (ring loaded, key sealed)", err)
-	}
-	if _, err := late.Ring().VerificationKey(active.ID); err != nil {
-		t.Fatalf("a replica started during the outage does not verify: %v", err)
-	}
-	if k, _ := late.Ring().Signer(); k.Private() != nil {
-		t.Fatal("a sealed key has a private half")
-	}
-
-	plugin.start()
-	// gRPC reconnects with a backoff: the first calls may still time out.
-	var rotated *Key
-	for range 50 {
-		if rotated, err = m.Rotate(ctx, "", true); err == nil {
-			break
-		}
-	}
-	if err != nil {
-		t.Fatalf("rotate after the plugin came back: %v", err)
-	}
-	if err := late.Unseal(ctx); err != nil {
-		t.Fatal(err)
-	}
-	stored, _ = s.GetKeyRing(ctx)
-	if err := late.apply(ctx, stored); err != nil {
-		t.Fatal(err)
-	}
-	if k, _ := late.Ring().Signer(); k.ID != rotated.ID || k.Private() == nil {
-		t.Fatal("the late replica does not sign with the rotated key")
 	}
 }
 

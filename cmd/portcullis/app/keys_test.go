@@ -20,6 +20,7 @@ import (
 
 	"portcullis.dev/portcullis/config"
 	"portcullis.dev/portcullis/internal/testutil"
+	"portcullis.dev/portcullis/keys/keystest"
 )
 
 // kidOf reads the kid header of a token.
@@ -321,5 +322,47 @@ func TestRetiringTheActiveKeyKeepsMinting(t *testing.T) {
 	out = h.keysCLI("retire", next)
 	if tok := h.mint("ns", "sa", 3600).Status.Token; kidOf(t, tok) == next || !h.reviewAt(tok) {
 		t.Fatalf("retiring the only signing key left no working signer (retire said %q)", out)
+	}
+}
+
+// TestKMSPluginOutage: the ring is sealed by a real KMS v2 plugin. Stopped,
+// reviews and mints go on (the signing key was unsealed at start); a
+// rotation answers 503 naming the KMS plugin; started again, the rotation
+// goes through.
+func TestKMSPluginOutage(t *testing.T) {
+	plugin := keystest.StartKMSPlugin(t)
+	h := startServer(t, func(c *config.Config) {
+		c.KeyEncryption = config.KeyEncryption{Provider: plugin.Provider(), Timeout: metav1.Duration{Duration: 500 * time.Millisecond}}
+	})
+	before := h.mint("ns", "sa", 3600).Status.Token
+	// Over plain HTTP: client-go would retry the 503s it is told to.
+	rotate := func() (int, string) {
+		return post(t, h.adminHTTP(), h.issuerURL("/apis/portcullis.dev/v1alpha1/signingkeys"),
+			`{"apiVersion":"portcullis.dev/v1alpha1","kind":"SigningKey","spec":{"immediate":true}}`)
+	}
+
+	plugin.Stop()
+	if !h.reviewAt(before) {
+		t.Fatal("a review failed while the KMS plugin was down")
+	}
+	if tok := h.mint("ns", "sa", 3600).Status.Token; !h.reviewAt(tok) {
+		t.Fatal("a mint with the unsealed signing key failed while the KMS plugin was down")
+	}
+	code, body := rotate()
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "KMS plugin") || !strings.Contains(body, `"kind":"Status"`) {
+		t.Fatalf("rotate while the KMS plugin is down = %d %s, want a 503 Status naming the KMS plugin", code, body)
+	}
+
+	plugin.Start()
+	for range 50 { // gRPC reconnects with a backoff
+		if code, body = rotate(); code == http.StatusCreated {
+			break
+		}
+	}
+	if code != http.StatusCreated {
+		t.Fatalf("rotate after the KMS plugin came back: %d %s", code, body)
+	}
+	if tok := h.mint("ns", "sa", 3600).Status.Token; kidOf(t, tok) == kidOf(t, before) || !h.reviewAt(tok) {
+		t.Fatal("the key rotated in after the outage does not sign")
 	}
 }
