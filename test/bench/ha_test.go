@@ -72,7 +72,7 @@ func TestBenchHA(t *testing.T) {
 	bolt := newEnv(t)
 	boltRate, boltLat := cachedRate(t, bolt)
 
-	fmt.Printf("\nPortcullis HA benchmark (2 replicas on one etcd member; one run, one machine)\n\n")
+	fmt.Printf("\nPortcullis HA benchmark (replicas A and B, and C for key retirements, on one etcd member; one run, one machine)\n\n")
 	fmt.Printf("revocation through A refused by B, over %d revocations (revoke call included):\n", revocations)
 	fmt.Printf("  p50 %v   p99 %v   max %v   (target p99 < 100ms)\n\n", percentile(delays, 0.5).Round(time.Microsecond), percentile(delays, 0.99).Round(time.Microsecond), percentile(delays, 1).Round(time.Microsecond))
 	fmt.Printf("VM revoked through A refused by an offline VNC proxy watching B, over %d revocations (DELETE call included):\n", len(offlineDelays))
