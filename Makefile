@@ -53,6 +53,12 @@ fuzz: ## Run each fuzz target for FUZZTIME (60s), from its seeds and authn/testd
 bench: ## Print the benchmark table (review and mint rates, ratios to baselines in the same run).
 	PORTCULLIS_BENCH_TABLE=1 $(GO) test ./test/bench -run '^TestBench(Table|HA)$$' -count=1 -v -timeout 20m | grep -v '^=== RUN\|^--- PASS\|^PASS'
 
+comma := ,
+
+.PHONY: bench-scale
+bench-scale: ## Print how costs grow with the store: bbolt filled with SCALE records (default 10k and 1M).
+	PORTCULLIS_BENCH_SCALE=$(or $(SCALE),10000$(comma)1000000) $(GO) test ./test/bench -run '^TestBenchScale$$' -count=1 -v -timeout 60m | grep -v '^=== RUN\|^--- PASS\|^PASS'
+
 .PHONY: e2e-tools
 e2e-tools: ## Build kube-apiserver, kubectl and etcd from the Go module proxy into .e2e/bin (once).
 	./hack/e2e-tools.sh

@@ -97,7 +97,7 @@ func (a *Authority) GetRecordByName(ctx context.Context, name string) (*store.Re
 }
 
 // ListRecords lists records from the store.
-func (a *Authority) ListRecords(ctx context.Context, opts store.ListOptions) ([]*store.Record, error) {
+func (a *Authority) ListRecords(ctx context.Context, opts store.ListOptions) (*store.RecordList, error) {
 	return a.store.ListRecords(ctx, opts)
 }
 

@@ -6,15 +6,16 @@ import "fmt"
 // call them inside their transactions, so both enforce them the same way.
 
 // ApplyUpdate runs update on r, a record read inside the backend's
-// transaction, and checks that it changed neither the jti nor the user
-// token's name (the keys the record is found by).
+// transaction, and checks that it changed none of the keys the record is
+// found by: the jti, the user token's name, and what the indexes order it
+// by (kind, subject, signing key).
 func ApplyUpdate(r *Record, update func(*Record) error) error {
-	jti, name := r.JTI, UserName(r)
+	jti, name, kind, subject, kid := r.JTI, UserName(r), r.Kind, r.Subject, r.KeyID
 	if err := update(r); err != nil {
 		return err
 	}
-	if r.JTI != jti || UserName(r) != name {
-		return fmt.Errorf("store: update of %q changed its jti or name", jti)
+	if r.JTI != jti || UserName(r) != name || r.Kind != kind || r.Subject != subject || r.KeyID != kid {
+		return fmt.Errorf("store: update of %q changed its jti, name, kind, subject or signing key", jti)
 	}
 	return nil
 }

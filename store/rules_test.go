@@ -11,8 +11,11 @@ func TestApplyUpdateRefusesChangesToKeys(t *testing.T) {
 		"jti":       func(r *Record) error { r.JTI = "other"; return nil },
 		"user name": func(r *Record) error { r.User.Name = "token-b"; return nil },
 		"no user":   func(r *Record) error { r.User = nil; return nil },
+		"kind":      func(r *Record) error { r.Kind = KindVNC; return nil },
+		"subject":   func(r *Record) error { r.Subject = "bob"; return nil },
+		"key":       func(r *Record) error { r.KeyID = "k2"; return nil },
 	} {
-		r := &Record{JTI: "j", User: &UserToken{Name: "token-a"}}
+		r := &Record{JTI: "j", Kind: KindUser, Subject: "alice", KeyID: "k1", User: &UserToken{Name: "token-a"}}
 		if err := ApplyUpdate(r, update); err == nil {
 			t.Errorf("%s: an update changing it was allowed", name)
 		}

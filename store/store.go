@@ -15,6 +15,9 @@ var (
 	ErrExists = errors.New("store: already exists")
 	// ErrClosed is returned by a store that was closed.
 	ErrClosed = errors.New("store: closed")
+	// ErrInvalidContinue is returned for a continue token that does not
+	// belong to the listing it is given to.
+	ErrInvalidContinue = errors.New("store: invalid continue token")
 )
 
 // Kind says which front door minted a token.
@@ -140,7 +143,10 @@ type Revocation struct {
 	ExpiresAt *time.Time `json:"expiresAt,omitempty"`
 }
 
-// ListOptions filters record listings.
+// ListOptions filters record listings and pages through them. A listing
+// reads only its own range of an index: by kind and subject when Kind is
+// set (with or without Subject), by signing key when KeyID is set. Subject
+// without Kind, or no filter, reads every record.
 type ListOptions struct {
 	// Subject, when set, keeps only the records of that subject.
 	Subject string
@@ -148,11 +154,24 @@ type ListOptions struct {
 	Kind Kind
 	// KeyID, when set, keeps only the records of tokens that key signed.
 	KeyID string
+	// Limit, when positive, is the most records one call returns; Continue
+	// of the answer then resumes after them.
+	Limit int64
+	// Continue is the Continue of the previous page, to read the next one.
+	Continue string
 }
 
 // Matches reports whether r passes the filter.
 func (o ListOptions) Matches(r *Record) bool {
 	return (o.Subject == "" || r.Subject == o.Subject) && (o.Kind == "" || r.Kind == o.Kind) && (o.KeyID == "" || r.KeyID == o.KeyID)
+}
+
+// RecordList is one page of a listing.
+type RecordList struct {
+	// Items are the page's records, in the order of the index read.
+	Items []*Record
+	// Continue, when not empty, reads the next page.
+	Continue string
 }
 
 // Store is the revocation and TTL store. Every method is safe for concurrent
@@ -173,8 +192,10 @@ type Store interface {
 	// DeleteRecord deletes the record with jti: ErrNotFound if there is none.
 	// A deleted token is refused like one that never existed.
 	DeleteRecord(ctx context.Context, jti string) error
-	// ListRecords returns the records that match opts, in no set order.
-	ListRecords(ctx context.Context, opts ListOptions) ([]*Record, error)
+	// ListRecords returns the records that match opts, a page at a time
+	// when opts.Limit is set, reading only the index range opts selects.
+	// ErrInvalidContinue for a Continue this listing did not make.
+	ListRecords(ctx context.Context, opts ListOptions) (*RecordList, error)
 	// Revoke stores rev. For ScopeJTI the record must exist (ErrNotFound
 	// otherwise); it is marked revoked and rev expires with it. ErrExists if a
 	// revocation with rev.Name exists. Revoking a token twice is allowed: the

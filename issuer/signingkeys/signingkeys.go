@@ -34,7 +34,7 @@ var (
 
 // Records tells whether tokens of a key still live.
 type Records interface {
-	ListRecords(ctx context.Context, opts store.ListOptions) ([]*store.Record, error)
+	ListRecords(ctx context.Context, opts store.ListOptions) (*store.RecordList, error)
 }
 
 // REST is the signingkeys resource.
@@ -210,19 +210,27 @@ func keyError(ctx context.Context, what string, err error) error {
 	return status.Unavailable(ctx, what, err)
 }
 
-// liveTokens reports whether the store holds an unexpired record signed by kid.
+// liveTokens reports whether the store holds an unexpired record signed
+// by kid. It reads the key's own index range, a page at a time, and stops
+// at the first live record.
 func (r *REST) liveTokens(ctx context.Context, kid string) (bool, error) {
-	recs, err := r.records.ListRecords(ctx, store.ListOptions{KeyID: kid})
-	if err != nil {
-		return false, err
-	}
+	opts := store.ListOptions{KeyID: kid, Limit: 500}
 	now := r.clock.Now()
-	for _, rec := range recs {
-		if now.Before(rec.ExpiresAt) {
-			return true, nil
+	for {
+		list, err := r.records.ListRecords(ctx, opts)
+		if err != nil {
+			return false, err
 		}
+		for _, rec := range list.Items {
+			if now.Before(rec.ExpiresAt) {
+				return true, nil
+			}
+		}
+		if list.Continue == "" {
+			return false, nil
+		}
+		opts.Continue = list.Continue
 	}
-	return false, nil
 }
 
 // ConvertToTable implements rest.TableConvertor.

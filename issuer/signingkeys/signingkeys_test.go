@@ -28,8 +28,11 @@ type records struct {
 	err   error
 }
 
-func (r records) ListRecords(_ context.Context, opts store.ListOptions) ([]*store.Record, error) {
-	return r.byKey[opts.KeyID], r.err
+func (r records) ListRecords(_ context.Context, opts store.ListOptions) (*store.RecordList, error) {
+	if r.err != nil {
+		return nil, r.err
+	}
+	return &store.RecordList{Items: r.byKey[opts.KeyID]}, nil
 }
 
 // newREST is the resource over a real key manager on a real bbolt store,

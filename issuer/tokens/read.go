@@ -47,18 +47,47 @@ func (r *REST) Get(ctx context.Context, name string, _ *metav1.GetOptions) (runt
 	return r.toAPI(rec, c), nil
 }
 
-// list returns the tokens c may see that match the options' selectors.
-func (r *REST) list(ctx context.Context, c caller, options *metainternalversion.ListOptions) ([]*store.Record, error) {
+// list returns a page of the tokens c may see that match the options'
+// selectors, and the continue token of the next page. It reads only the
+// caller's own tokens (admins: every user token), a page at a time when
+// the options set a limit (kubectl --chunk-size).
+func (r *REST) list(ctx context.Context, c caller, options *metainternalversion.ListOptions) ([]*store.Record, string, error) {
 	opts := store.ListOptions{Kind: store.KindUser}
 	if !c.admin {
 		opts.Subject = c.user.GetName()
 	}
-	recs, err := r.records.ListRecords(ctx, opts)
+	if options != nil {
+		opts.Limit, opts.Continue = options.Limit, options.Continue
+	}
+	list, err := r.records.ListRecords(ctx, opts)
+	if errors.Is(err, store.ErrInvalidContinue) {
+		return nil, "", apierrors.NewBadRequest("the continue token is not valid for this list: start again without it")
+	}
 	if err != nil {
-		return nil, status.Unavailable(ctx, "failed to list tokens", err)
+		return nil, "", status.Unavailable(ctx, "failed to list tokens", err)
 	}
 	ls, fs := selectors(options)
-	return slices.DeleteFunc(recs, func(rec *store.Record) bool { return !matches(rec, ls, fs) }), nil
+	return slices.DeleteFunc(list.Items, func(rec *store.Record) bool { return !matches(rec, ls, fs) }), list.Continue, nil
+}
+
+// listAll is every page of list.
+func (r *REST) listAll(ctx context.Context, c caller, options *metainternalversion.ListOptions) ([]*store.Record, error) {
+	opts := metainternalversion.ListOptions{}
+	if options != nil {
+		opts = *options
+	}
+	var recs []*store.Record
+	for {
+		page, next, err := r.list(ctx, c, &opts)
+		if err != nil {
+			return nil, err
+		}
+		recs = append(recs, page...)
+		if next == "" {
+			return recs, nil
+		}
+		opts.Continue = next
+	}
 }
 
 func selectors(options *metainternalversion.ListOptions) (labels.Selector, fields.Selector) {
@@ -83,12 +112,12 @@ func (r *REST) List(ctx context.Context, options *metainternalversion.ListOption
 	if err != nil {
 		return nil, err
 	}
-	recs, err := r.list(ctx, c, options)
+	recs, next, err := r.list(ctx, c, options)
 	if err != nil {
 		return nil, err
 	}
 	slices.SortFunc(recs, func(a, b *store.Record) int { return a.IssuedAt.Compare(b.IssuedAt) })
-	out := &extv1.TokenList{ListMeta: metav1.ListMeta{ResourceVersion: r.seq.current()}}
+	out := &extv1.TokenList{ListMeta: metav1.ListMeta{ResourceVersion: r.seq.current(), Continue: next}}
 	for _, rec := range recs {
 		out.Items = append(out.Items, *r.toAPI(rec, c))
 	}

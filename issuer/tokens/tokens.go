@@ -58,7 +58,7 @@ type Minter interface {
 // change stops the token on this replica at once.
 type Records interface {
 	GetRecordByName(ctx context.Context, name string) (*store.Record, error)
-	ListRecords(ctx context.Context, opts store.ListOptions) ([]*store.Record, error)
+	ListRecords(ctx context.Context, opts store.ListOptions) (*store.RecordList, error)
 	UpdateRecord(ctx context.Context, jti string, update func(*store.Record) error) (*store.Record, error)
 	DeleteRecord(ctx context.Context, jti string) error
 }
@@ -257,13 +257,14 @@ func (r *REST) checkLimit(ctx context.Context, owner string) error {
 	if r.opts.MaxPerUser <= 0 {
 		return nil
 	}
-	recs, err := r.records.ListRecords(ctx, store.ListOptions{Subject: owner, Kind: store.KindUser})
+	// The owner's own index range: the cost is their tokens, not the store's.
+	list, err := r.records.ListRecords(ctx, store.ListOptions{Subject: owner, Kind: store.KindUser})
 	if err != nil {
 		return status.Unavailable(ctx, "failed to count the user's tokens", err)
 	}
 	now := r.clock.Now()
 	held := 0
-	for _, rec := range recs {
+	for _, rec := range list.Items {
 		if now.Before(rec.ExpiresAt) {
 			held++
 			continue

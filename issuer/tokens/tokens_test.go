@@ -62,16 +62,16 @@ func (m *memRecords) GetRecordByName(_ context.Context, name string) (*store.Rec
 	return nil, store.ErrNotFound
 }
 
-func (m *memRecords) ListRecords(_ context.Context, opts store.ListOptions) ([]*store.Record, error) {
+func (m *memRecords) ListRecords(_ context.Context, opts store.ListOptions) (*store.RecordList, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.err != nil {
 		return nil, m.err
 	}
-	var out []*store.Record
+	out := &store.RecordList{}
 	for _, r := range m.recs {
 		if opts.Matches(r) {
-			out = append(out, r)
+			out.Items = append(out.Items, r)
 		}
 	}
 	return out, nil

@@ -179,7 +179,7 @@ func (r *REST) DeleteCollection(ctx context.Context, deleteValidation rest.Valid
 	if err != nil {
 		return nil, err
 	}
-	recs, err := r.list(ctx, c, listOptions)
+	recs, err := r.listAll(ctx, c, listOptions)
 	if err != nil {
 		return nil, err
 	}

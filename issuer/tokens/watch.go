@@ -47,7 +47,7 @@ func (r *REST) Watch(ctx context.Context, options *metainternalversion.ListOptio
 	}
 	var initial []watch.Event
 	if options == nil || options.ResourceVersion == "" || options.ResourceVersion == "0" {
-		recs, err := r.list(ctx, c, options)
+		recs, err := r.listAll(ctx, c, options)
 		if err != nil {
 			return nil, err
 		}

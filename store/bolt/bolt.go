@@ -26,6 +26,8 @@ var (
 	bucketRevocations = []byte("revocations")
 	bucketNames       = []byte("names") // user token name -> jti
 	bucketKeyRing     = []byte("keyring")
+	// The record indexes (store.IndexEntries): keys only, values empty.
+	indexBuckets = map[string][]byte{store.IndexSubject: []byte("index-subject"), store.IndexKey: []byte("index-kid")}
 )
 
 // Store is a store.Store on a bbolt file.
@@ -59,7 +61,7 @@ func Open(path string, lockTimeout time.Duration) (*Store, error) {
 				return err
 			}
 		}
-		return nil
+		return createIndexes(tx)
 	})
 	if err != nil {
 		db.Close()
@@ -106,6 +108,9 @@ func (s *Store) CreateRecord(_ context.Context, r *store.Record) error {
 			}
 		}
 		if err := b.Put([]byte(r.JTI), data); err != nil {
+			return err
+		}
+		if err := putIndexEntries(tx, r); err != nil {
 			return err
 		}
 		return tx.Bucket(bucketExpiry).Put(expiryKey(r.ExpiresAt, r.JTI), nil)
@@ -198,6 +203,11 @@ func deleteRecord(tx *bbolt.Tx, r *store.Record) error {
 	if err := tx.Bucket(bucketExpiry).Delete(expiryKey(r.ExpiresAt, r.JTI)); err != nil {
 		return err
 	}
+	for index, key := range store.IndexEntries(r) {
+		if err := tx.Bucket(indexBuckets[index]).Delete([]byte(key)); err != nil {
+			return err
+		}
+	}
 	if name := store.UserName(r); name != "" {
 		return tx.Bucket(bucketNames).Delete([]byte(name))
 	}
@@ -218,22 +228,48 @@ func (s *Store) GetRecord(_ context.Context, jti string) (*store.Record, error) 
 	return r, wrap(err)
 }
 
-// ListRecords implements store.Store.
-func (s *Store) ListRecords(_ context.Context, opts store.ListOptions) ([]*store.Record, error) {
-	var out []*store.Record
-	err := s.db.View(func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucketRecords).ForEach(func(_, v []byte) error {
-			r := new(store.Record)
-			if err := json.Unmarshal(v, r); err != nil {
-				return fmt.Errorf("bolt: decode record: %w", err)
+// ListRecords implements store.Store: a cursor over the index range the
+// options select, so a listing costs what it returns.
+func (s *Store) ListRecords(_ context.Context, opts store.ListOptions) (*store.RecordList, error) {
+	rng, err := opts.Range()
+	if err != nil {
+		return nil, err
+	}
+	page := store.NewPage(opts, rng)
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		records := tx.Bucket(bucketRecords)
+		index := records
+		if rng.Index != store.IndexAll {
+			index = tx.Bucket(indexBuckets[rng.Index])
+		}
+		c := index.Cursor()
+		k, v := c.Seek([]byte(rng.Prefix))
+		if rng.After != "" {
+			if k, v = c.Seek([]byte(rng.After)); string(k) == rng.After {
+				k, v = c.Next()
 			}
-			if opts.Matches(r) {
-				out = append(out, r)
+		}
+		for ; k != nil && bytes.HasPrefix(k, []byte(rng.Prefix)); k, v = c.Next() {
+			if rng.Index != store.IndexAll {
+				v = records.Get([]byte(rng.JTI(string(k))))
 			}
-			return nil
-		})
+			var r *store.Record
+			if v != nil {
+				r = new(store.Record)
+				if err := json.Unmarshal(v, r); err != nil {
+					return fmt.Errorf("bolt: decode record: %w", err)
+				}
+			}
+			if !page.Add(string(k), r) {
+				break
+			}
+		}
+		return nil
 	})
-	return out, wrap(err)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	return page.List(), nil
 }
 
 // Revoke implements store.Store.

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	bbolt "go.etcd.io/bbolt"
+
 	"portcullis.dev/portcullis/store"
 	"portcullis.dev/portcullis/store/storetest"
 )
@@ -45,5 +47,44 @@ func TestSecondOpenerIsRefused(t *testing.T) {
 	defer s.Close()
 	if _, err := Open(path, 50*time.Millisecond); err == nil {
 		t.Fatal("a second Open of a held file succeeded; two writers would lose revocations")
+	}
+}
+
+// TestIndexesFilledForOldFiles: a file written before the indexes existed
+// (here: with them dropped) gets them filled when it is opened.
+func TestIndexesFilledForOldFiles(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "portcullis.db")
+	s, err := Open(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exp := time.Now().Add(time.Hour)
+	for _, jti := range []string{"j1", "j2"} {
+		r := &store.Record{JTI: jti, Kind: store.KindUser, Subject: "alice", KeyID: "k", ExpiresAt: exp, User: &store.UserToken{Name: "token-" + jti}}
+		if err := s.CreateRecord(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = s.db.Update(func(tx *bbolt.Tx) error {
+		for _, b := range indexBuckets {
+			if err := tx.DeleteBucket(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if s, err = Open(path, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, opts := range []store.ListOptions{{Kind: store.KindUser, Subject: "alice"}, {KeyID: "k"}} {
+		list, err := s.ListRecords(t.Context(), opts)
+		if err != nil || len(list.Items) != 2 {
+			t.Fatalf("ListRecords(%+v) after reopening = %+v, %v; want both records", opts, list, err)
+		}
 	}
 }

@@ -23,12 +23,16 @@ import (
 //	names/<name>            the jti of the user token named name
 //	expiry/<hex ns>/<jti>   an index of records by expiry, for PurgeExpired
 //	revocations/<name>      the revocation (JSON)
+//	index/<index>/<key>     the record indexes (store.IndexEntries), empty values
+//	keyring                 the signing key ring (JSON)
 type Store struct {
 	client *clientv3.Client
 	prefix string
 	// ownClient is closed by Close.
 	ownClient bool
 	closed    atomic.Bool
+	// indexed is set once the indexes are known to cover every record.
+	indexed atomic.Bool
 }
 
 // open fails once Close was called, as the Store contract asks.
@@ -107,6 +111,7 @@ func (s *Store) CreateRecord(ctx context.Context, r *store.Record) error {
 	if err != nil {
 		return err
 	}
+	ops = append(ops, s.indexOps(r, clientv3.OpPut)...)
 	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(s.recordKey(r.JTI)), "=", 0)}
 	if r.User != nil {
 		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(s.nameKey(r.User.Name)), "=", 0))
@@ -200,6 +205,7 @@ func (s *Store) UpdateRecord(ctx context.Context, jti string, update func(*store
 // deleteRecordOps are the writes that remove r and its indexes.
 func (s *Store) deleteRecordOps(r *store.Record) []clientv3.Op {
 	ops := []clientv3.Op{clientv3.OpDelete(s.recordKey(r.JTI)), clientv3.OpDelete(s.expiryKey(r.ExpiresAt, r.JTI))}
+	ops = append(ops, s.indexOps(r, func(key, _ string, _ ...clientv3.OpOption) clientv3.Op { return clientv3.OpDelete(key) })...)
 	if name := store.UserName(r); name != "" {
 		ops = append(ops, clientv3.OpDelete(s.nameKey(name)))
 	}
@@ -225,28 +231,6 @@ func (s *Store) DeleteRecord(ctx context.Context, jti string) error {
 			return nil
 		}
 	}
-}
-
-// ListRecords implements store.Store.
-func (s *Store) ListRecords(ctx context.Context, opts store.ListOptions) ([]*store.Record, error) {
-	if err := s.open(); err != nil {
-		return nil, err
-	}
-	resp, err := s.client.Get(ctx, s.prefix+"records/", clientv3.WithPrefix())
-	if err != nil {
-		return nil, fmt.Errorf("etcd: list records: %w", err)
-	}
-	var out []*store.Record
-	for _, kv := range resp.Kvs {
-		r := new(store.Record)
-		if err := json.Unmarshal(kv.Value, r); err != nil {
-			return nil, fmt.Errorf("etcd: decode record: %w", err)
-		}
-		if opts.Matches(r) {
-			out = append(out, r)
-		}
-	}
-	return out, nil
 }
 
 // Ready implements store.Store: a linearizable read, which needs a quorum.

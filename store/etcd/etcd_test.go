@@ -43,3 +43,27 @@ func newEtcd(client *clientv3.Client) storetest.Factory {
 		return s, reopen
 	}
 }
+
+// TestIndexesFilledForOldStores: records written before the indexes
+// existed (here: with them deleted) are indexed on the first listing.
+func TestIndexesFilledForOldStores(t *testing.T) {
+	c := startEtcd(t)
+	s := New(Config{Client: c, Prefix: "/old/"})
+	exp := time.Now().Add(time.Hour)
+	for _, jti := range []string{"j1", "j2"} {
+		r := &store.Record{JTI: jti, Kind: store.KindUser, Subject: "alice", KeyID: "k", ExpiresAt: exp, User: &store.UserToken{Name: "token-" + jti}}
+		if err := s.CreateRecord(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Delete(t.Context(), "/old/index/", clientv3.WithPrefix()); err != nil {
+		t.Fatal(err)
+	}
+	s = New(Config{Client: c, Prefix: "/old/"})
+	for _, opts := range []store.ListOptions{{Kind: store.KindUser, Subject: "alice"}, {KeyID: "k"}} {
+		list, err := s.ListRecords(t.Context(), opts)
+		if err != nil || len(list.Items) != 2 {
+			t.Fatalf("ListRecords(%+v) on an old store = %+v, %v; want both records", opts, list, err)
+		}
+	}
+}

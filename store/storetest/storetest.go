@@ -63,6 +63,10 @@ func RunTests(t *testing.T, newStore Factory) {
 		{"DeleteRecord", testDeleteRecord},
 		{"ListRecordsByKind", testListRecordsByKind},
 		{"Closed", testClosed},
+		{"ListPages", testListPages},
+		{"ListByKeyID", testListByKeyID},
+		{"ListInvalidContinue", testListInvalidContinue},
+		{"ListAfterDelete", testListAfterDelete},
 		{"KeyRingEmpty", testKeyRingEmpty},
 		{"KeyRingSwap", testKeyRingSwap},
 		{"KeyRingConflict", testKeyRingConflict},
@@ -142,15 +146,15 @@ func testListRecordsBySubject(t *testing.T, s store.Store, _ func(*testing.T) st
 	mustCreate(t, s, record("a2", "alice", base.Add(time.Hour)))
 	mustCreate(t, s, record("b1", "bob", base.Add(time.Hour)))
 	all, err := s.ListRecords(ctx(t), store.ListOptions{})
-	if err != nil || len(all) != 3 {
-		t.Fatalf("ListRecords() = %d records, %v; want 3", len(all), err)
+	if err != nil || len(all.Items) != 3 || all.Continue != "" {
+		t.Fatalf("ListRecords() = %+v, %v; want 3 records on one page", all, err)
 	}
 	alice, err := s.ListRecords(ctx(t), store.ListOptions{Subject: "alice"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	var jtis []string
-	for _, r := range alice {
+	for _, r := range alice.Items {
 		jtis = append(jtis, r.JTI)
 	}
 	slices.Sort(jtis)
@@ -200,10 +204,10 @@ func testConcurrent(t *testing.T, s store.Store, _ func(*testing.T) store.Store)
 		}
 	}
 	recs, err := s.ListRecords(ctx(t), store.ListOptions{Subject: "u"})
-	if err != nil || len(recs) != n {
-		t.Fatalf("ListRecords = %d, %v; want %d", len(recs), err, n)
+	if err != nil || len(recs.Items) != n {
+		t.Fatalf("ListRecords = %+v, %v; want %d", recs, err, n)
 	}
-	for _, r := range recs {
+	for _, r := range recs.Items {
 		if r.RevokedAt == nil {
 			t.Fatalf("record %q lost its revocation", r.JTI)
 		}
@@ -340,7 +344,7 @@ func testListRecordsByKind(t *testing.T, s store.Store, _ func(*testing.T) store
 	mustCreate(t, s, userRecord("u1", "token-a", "alice", base.Add(time.Hour)))
 	mustCreate(t, s, record("s1", "alice", base.Add(time.Hour)))
 	got, err := s.ListRecords(ctx(t), store.ListOptions{Subject: "alice", Kind: store.KindUser})
-	if err != nil || len(got) != 1 || got[0].JTI != "u1" {
-		t.Fatalf("ListRecords(alice, user) = %v, %v", got, err)
+	if err != nil || len(got.Items) != 1 || got.Items[0].JTI != "u1" {
+		t.Fatalf("ListRecords(alice, user) = %+v, %v", got, err)
 	}
 }

@@ -353,3 +353,50 @@ func (h *harness) signingKeys() dynamic.NamespaceableResourceInterface {
 	}
 	return c.Resource(v1alpha1.SchemeGroupVersion.WithResource("signingkeys"))
 }
+
+// TestUserTokensListInPages: a list with a limit (kubectl --chunk-size)
+// comes in pages that together hold each of the caller's tokens once; a
+// continue token of another listing is a 400.
+func TestUserTokensListInPages(t *testing.T) {
+	h := startServer(t, nil)
+	ctx := context.Background()
+	h.writeCert("alice", "alice")
+	h.writeCert("bob", "bob")
+	var want []string
+	for range 12 {
+		name, _ := h.createToken("alice", nil)
+		want = append(want, name)
+	}
+	h.createToken("bob", nil)
+	var got []string
+	opts := metav1.ListOptions{Limit: 5}
+	pages := 0
+	for {
+		list, err := h.tokensAs("alice").List(ctx, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list.Items) > 5 {
+			t.Fatalf("a page of %d tokens with limit 5", len(list.Items))
+		}
+		got = append(got, names(list)...)
+		pages++
+		if list.GetContinue() == "" {
+			break
+		}
+		opts.Continue = list.GetContinue()
+	}
+	slices.Sort(want)
+	slices.Sort(got)
+	if !slices.Equal(got, want) || pages != 3 {
+		t.Fatalf("alice's tokens in %d pages: %v; want %v in 3", pages, got, want)
+	}
+	first, err := h.tokensAs("alice").List(ctx, metav1.ListOptions{Limit: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = h.tokensAs("bob").List(ctx, metav1.ListOptions{Limit: 5, Continue: first.GetContinue()})
+	if !apierrors.IsBadRequest(err) {
+		t.Fatalf("bob paging with alice's continue token: %v, want 400", err)
+	}
+}

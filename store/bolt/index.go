@@ -1,0 +1,44 @@
+package bolt
+
+import (
+	"encoding/json"
+	"fmt"
+
+	bbolt "go.etcd.io/bbolt"
+
+	"portcullis.dev/portcullis/store"
+)
+
+// createIndexes creates the index buckets; a file written before they
+// existed gets them filled from its records, once, in the opening
+// transaction.
+func createIndexes(tx *bbolt.Tx) error {
+	fill := false
+	for _, name := range indexBuckets {
+		if tx.Bucket(name) == nil {
+			fill = true
+		}
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
+	}
+	if !fill {
+		return nil
+	}
+	return tx.Bucket(bucketRecords).ForEach(func(_, v []byte) error {
+		r := new(store.Record)
+		if err := json.Unmarshal(v, r); err != nil {
+			return fmt.Errorf("bolt: decode record: %w", err)
+		}
+		return putIndexEntries(tx, r)
+	})
+}
+
+func putIndexEntries(tx *bbolt.Tx, r *store.Record) error {
+	for index, key := range store.IndexEntries(r) {
+		if err := tx.Bucket(indexBuckets[index]).Put([]byte(key), nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}

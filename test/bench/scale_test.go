@@ -1,0 +1,250 @@
+package bench
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"portcullis.dev/portcullis/store"
+	"portcullis.dev/portcullis/store/bolt"
+)
+
+// TestBenchScale prints how each operation's cost grows with the store:
+// for each size in PORTCULLIS_BENCH_SCALE (records, comma-separated, e.g.
+// "10000,1000000"), it fills a bbolt store through the store package, starts
+// a server on it and measures what the scale issue names. The ratios to the
+// first row are the figures that matter.
+func TestBenchScale(t *testing.T) {
+	sizes := os.Getenv("PORTCULLIS_BENCH_SCALE")
+	if sizes == "" {
+		t.Skip("prints the scale table; run `make bench-scale`")
+	}
+	var rows []scaleRow
+	for _, f := range strings.Split(sizes, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rows = append(rows, measureScale(t, n))
+	}
+	fmt.Printf("\nPortcullis scale benchmark (bbolt; one run, one machine; ratios to the first row)\n\n")
+	fmt.Printf("%12s %10s %10s %12s %12s %12s %12s %10s %8s\n", "records", "fill", "ready", "reviews/s", "cached/s", "create p50", "list p50", "prune", "RSS MB")
+	for _, r := range rows {
+		fmt.Printf("%12d %10s %10s %12.0f %12.0f %12s %12s %10s %8d\n", r.records, r.fill.Round(time.Second), r.ready.Round(time.Millisecond),
+			r.uncached, r.cached, r.create.Round(time.Microsecond), r.list.Round(time.Microsecond), r.prune.Round(time.Microsecond), r.rss>>20)
+	}
+	first := rows[0]
+	for _, r := range rows[1:] {
+		fmt.Printf("\n%d vs %d records (target: each within 1.20; rates as first/this):\n", r.records, first.records)
+		fmt.Printf("  ready %.2f   reviews %.2f   cached %.2f   create %.2f   list %.2f   prune %.2f\n",
+			ratio(r.ready, first.ready), first.uncached/r.uncached, first.cached/r.cached,
+			ratio(r.create, first.create), ratio(r.list, first.list), ratio(r.prune, first.prune))
+	}
+}
+
+type scaleRow struct {
+	records                          int
+	fill, ready, create, list, prune time.Duration
+	uncached, cached                 float64
+	rss                              int64
+}
+
+func ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
+
+// measureScale fills a store with n records and measures a server on it.
+func measureScale(t *testing.T, n int) scaleRow {
+	t.Helper()
+	e := newEnv(t)
+	e.stop()
+	row := scaleRow{records: n}
+	start := time.Now()
+	fillStore(t, e.cfg.Store.Path, n)
+	row.fill = time.Since(start)
+
+	start = time.Now()
+	e.start(t)
+	row.ready = time.Since(start)
+
+	// Prune: a key rotated out that signed nothing, among n records.
+	keysURL := "https://" + e.srv.IssuerAddr().String() + "/apis/portcullis.dev/v1alpha1/signingkeys"
+	admin := e.client(t, "admin")
+	old := firstKey(t, admin, keysURL)
+	call(t, admin, http.MethodPost, keysURL, `{"apiVersion":"portcullis.dev/v1alpha1","kind":"SigningKey","spec":{"immediate":true}}`, http.StatusCreated)
+	start = time.Now()
+	call(t, admin, http.MethodDelete, keysURL+"/"+old, "", http.StatusOK)
+	row.prune = time.Since(start)
+
+	// Reviews: first sight (each token once), then cached.
+	tokens, _ := e.mint(t, 2000)
+	hook := e.client(t, "kube-apiserver-client")
+	url := "https://" + e.srv.WebhookAddr().String() + "/authenticate"
+	row.uncached, _ = runLoad(len(tokens), concurrency, func(i int) error { return review(hook, url, reviewBody(tokens[i])) })
+	row.cached, _ = runLoad(20000, concurrency, func(i int) error { return review(hook, url, reviewBody(tokens[i%200])) })
+
+	// A user with 10 tokens: create latency (the per-user limit reads the
+	// user's own range), then list latency.
+	tokensURL := "https://" + e.srv.IssuerAddr().String() + "/apis/ext.cattle.io/v1/tokens"
+	body := `{"apiVersion":"ext.cattle.io/v1","kind":"Token","spec":{"description":"scale"}}`
+	writeUserCert(t, e.dir, "scale-user", "scale-user")
+	user := e.client(t, "scale-user")
+	var creates, lists []time.Duration
+	for range 10 {
+		t0 := time.Now()
+		call(t, user, http.MethodPost, tokensURL, body, http.StatusCreated)
+		creates = append(creates, time.Since(t0))
+	}
+	for range 20 {
+		t0 := time.Now()
+		data := call(t, user, http.MethodGet, tokensURL, "", http.StatusOK)
+		lists = append(lists, time.Since(t0))
+		var l struct{ Items []json.RawMessage }
+		if err := json.Unmarshal(data, &l); err != nil || len(l.Items) != 10 {
+			t.Fatalf("the user lists %d tokens, want 10: %v", len(l.Items), err)
+		}
+	}
+	row.create, row.list = percentile(creates, 0.5), percentile(lists, 0.5)
+	row.rss = rss(t)
+	e.stop()
+	os.Remove(e.cfg.Store.Path)
+	return row
+}
+
+// fillStore writes n records through the store package: 90% ServiceAccount
+// tokens over 10,000 subjects, 10% user tokens over 10,000 other users,
+// signed by a key that is not in the ring.
+func fillStore(t *testing.T, path string, n int) {
+	t.Helper()
+	s, err := bolt.Open(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	exp := time.Now().Add(24 * time.Hour)
+	var wg sync.WaitGroup
+	errs := make(chan error, 1)
+	const writers = 512
+	for w := range writers {
+		wg.Go(func() {
+			for i := w; i < n; i += writers {
+				r := &store.Record{
+					JTI: fmt.Sprintf("fill-%09d", i), Kind: store.KindServiceAccount,
+					Subject:   fmt.Sprintf("system:serviceaccount:fill:sa-%d", i%10000),
+					Groups:    []string{"system:serviceaccounts", "system:serviceaccounts:fill"},
+					Audiences: []string{"https://kubernetes.default.svc.cluster.local"},
+					KeyID:     "fill-key", IssuedAt: time.Now(), ExpiresAt: exp,
+				}
+				if i%10 == 0 {
+					r.Kind, r.Subject = store.KindUser, fmt.Sprintf("user-%d", i%10000)
+					r.User = &store.UserToken{Name: fmt.Sprintf("token-fill%09d", i), UID: r.JTI, TTL: 24 * time.Hour, LastUpdated: r.IssuedAt}
+				}
+				if err := s.CreateRecord(context.Background(), r); err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	select {
+	case err := <-errs:
+		t.Fatal(err)
+	default:
+	}
+}
+
+func firstKey(t *testing.T, c *http.Client, url string) string {
+	t.Helper()
+	var l struct {
+		Items []struct{ Metadata struct{ Name string } }
+	}
+	if err := json.Unmarshal(call(t, c, http.MethodGet, url, "", http.StatusOK), &l); err != nil || len(l.Items) == 0 {
+		t.Fatalf("signing keys: %v", err)
+	}
+	return l.Items[0].Metadata.Name
+}
+
+func call(t *testing.T, c *http.Client, method, url, body string, want int) []byte {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		t.Fatalf("%s %s: %d %s", method, url, resp.StatusCode, data)
+	}
+	return data
+}
+
+// rss is this process's resident set size (the server runs in it).
+func rss(t *testing.T) int64 {
+	t.Helper()
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// writeUserCert writes <dir>/<base>.crt and .key: a client certificate for
+// user cn from init's client CA, so the bench acts as a user, not the admin.
+func writeUserCert(t *testing.T, dir, base, cn string) {
+	t.Helper()
+	ca, err := tls.LoadX509KeyPair(filepath.Join(dir, "client-ca.crt"), filepath.Join(dir, "client-ca.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, err := x509.ParseCertificate(ca.Certificate[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, ca.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, base+".crt"), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, base+".key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
