@@ -22,8 +22,14 @@ import (
 	"testing"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"portcullis.dev/portcullis/config"
+	"portcullis.dev/portcullis/internal/testutil"
+
 	"portcullis.dev/portcullis/store"
 	"portcullis.dev/portcullis/store/bolt"
+	"portcullis.dev/portcullis/store/etcd"
 )
 
 // TestBenchScale prints how each operation's cost grows with the store:
@@ -32,20 +38,35 @@ import (
 // a server on it and measures what the scale issue names. The ratios to the
 // first row are the figures that matter.
 func TestBenchScale(t *testing.T) {
-	sizes := os.Getenv("PORTCULLIS_BENCH_SCALE")
-	if sizes == "" {
+	if os.Getenv("PORTCULLIS_BENCH_SCALE") == "" {
 		t.Skip("prints the scale table; run `make bench-scale`")
 	}
+	printScale("bbolt", measureSizes(t, "PORTCULLIS_BENCH_SCALE", nil))
+	if os.Getenv("PORTCULLIS_BENCH_SCALE_ETCD") != "" {
+		endpoint := testutil.StartEtcd(t)
+		printScale("etcd, one embedded member", measureSizes(t, "PORTCULLIS_BENCH_SCALE_ETCD", func(c *config.Config) {
+			c.Store = config.Store{Type: config.StoreEtcd, Endpoints: []string{endpoint}, Prefix: fmt.Sprintf("/scale-%d/", time.Now().UnixNano())}
+		}))
+	}
+}
+
+// measureSizes measures a row for each size listed in the variable env.
+func measureSizes(t *testing.T, env string, storeConfig func(*config.Config)) []scaleRow {
+	t.Helper()
 	var rows []scaleRow
-	for _, f := range strings.Split(sizes, ",") {
+	for _, f := range strings.Split(os.Getenv(env), ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil {
 			t.Fatal(err)
 		}
-		rows = append(rows, measureScale(t, n))
+		rows = append(rows, measureScale(t, n, storeConfig))
 	}
-	fmt.Printf("\nPortcullis scale benchmark (bbolt; one run, one machine; ratios to the first row)\n\n")
-	fmt.Printf("%12s %10s %10s %12s %12s %12s %12s %10s %8s\n", "records", "fill", "ready", "reviews/s", "cached/s", "create p50", "list p50", "prune", "RSS MB")
+	return rows
+}
+
+func printScale(backend string, rows []scaleRow) {
+	fmt.Printf("\nPortcullis scale benchmark (%s; one run, one machine; ratios to the first row)\n\n", backend)
+	fmt.Printf("%12s %10s %10s %12s %12s %12s %12s %10s %8s\n", "records", "fill", "ready", "reviews/s", "cached/s", "create p50", "list p50", "prune p50", "RSS MB")
 	for _, r := range rows {
 		fmt.Printf("%12d %10s %10s %12.0f %12.0f %12s %12s %10s %8d\n", r.records, r.fill.Round(time.Second), r.ready.Round(time.Millisecond),
 			r.uncached, r.cached, r.create.Round(time.Microsecond), r.list.Round(time.Microsecond), r.prune.Round(time.Microsecond), r.rss>>20)
@@ -68,28 +89,36 @@ type scaleRow struct {
 
 func ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
 
-// measureScale fills a store with n records and measures a server on it.
-func measureScale(t *testing.T, n int) scaleRow {
+// measureScale fills a store (bbolt, or what storeConfig sets) with n
+// records and measures a server on it.
+func measureScale(t *testing.T, n int, storeConfig func(*config.Config)) scaleRow {
 	t.Helper()
 	e := newEnv(t)
 	e.stop()
+	if storeConfig != nil {
+		storeConfig(e.cfg)
+	}
 	row := scaleRow{records: n}
 	start := time.Now()
-	fillStore(t, e.cfg.Store.Path, n)
+	fillStore(t, e.cfg.Store, n)
 	row.fill = time.Since(start)
 
 	start = time.Now()
 	e.start(t)
 	row.ready = time.Since(start)
 
-	// Prune: a key rotated out that signed nothing, among n records.
+	// Prune: keys rotated out that signed nothing, among n records.
 	keysURL := "https://" + e.srv.IssuerAddr().String() + "/apis/portcullis.dev/v1alpha1/signingkeys"
 	admin := e.client(t, "admin")
-	old := firstKey(t, admin, keysURL)
-	call(t, admin, http.MethodPost, keysURL, `{"apiVersion":"portcullis.dev/v1alpha1","kind":"SigningKey","spec":{"immediate":true}}`, http.StatusCreated)
-	start = time.Now()
-	call(t, admin, http.MethodDelete, keysURL+"/"+old, "", http.StatusOK)
-	row.prune = time.Since(start)
+	var prunes []time.Duration
+	for range 10 {
+		old := firstKey(t, admin, keysURL)
+		call(t, admin, http.MethodPost, keysURL, `{"apiVersion":"portcullis.dev/v1alpha1","kind":"SigningKey","spec":{"immediate":true}}`, http.StatusCreated)
+		start = time.Now()
+		call(t, admin, http.MethodDelete, keysURL+"/"+old, "", http.StatusOK)
+		prunes = append(prunes, time.Since(start))
+	}
+	row.prune = percentile(prunes, 0.5)
 
 	// Reviews: first sight (each token once), then cached.
 	tokens, _ := e.mint(t, 2000)
@@ -110,7 +139,7 @@ func measureScale(t *testing.T, n int) scaleRow {
 		call(t, user, http.MethodPost, tokensURL, body, http.StatusCreated)
 		creates = append(creates, time.Since(t0))
 	}
-	for range 20 {
+	for range 100 {
 		t0 := time.Now()
 		data := call(t, user, http.MethodGet, tokensURL, "", http.StatusOK)
 		lists = append(lists, time.Since(t0))
@@ -122,18 +151,31 @@ func measureScale(t *testing.T, n int) scaleRow {
 	row.create, row.list = percentile(creates, 0.5), percentile(lists, 0.5)
 	row.rss = rss(t)
 	e.stop()
-	os.Remove(e.cfg.Store.Path)
+	if e.cfg.Store.Type == config.StoreBolt {
+		os.Remove(e.cfg.Store.Path)
+	}
 	return row
 }
 
 // fillStore writes n records through the store package: 90% ServiceAccount
 // tokens over 10,000 subjects, 10% user tokens over 10,000 other users,
 // signed by a key that is not in the ring.
-func fillStore(t *testing.T, path string, n int) {
+func fillStore(t *testing.T, cfg config.Store, n int) {
 	t.Helper()
-	s, err := bolt.Open(path, time.Second)
-	if err != nil {
-		t.Fatal(err)
+	var s store.Store
+	if cfg.Type == config.StoreEtcd {
+		c, err := clientv3.New(clientv3.Config{Endpoints: cfg.Endpoints, DialTimeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		s = etcd.New(etcd.Config{Client: c, Prefix: cfg.Prefix})
+	} else {
+		b, err := bolt.Open(cfg.Path, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s = b
 	}
 	defer s.Close()
 	exp := time.Now().Add(24 * time.Hour)
