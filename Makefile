@@ -59,6 +59,10 @@ comma := ,
 bench-scale: ## Print how costs grow with the store: bbolt with SCALE records (default 10k,1M), etcd with SCALE_ETCD (default 10k,1M).
 	PORTCULLIS_BENCH_SCALE=$(or $(SCALE),10000$(comma)1000000) PORTCULLIS_BENCH_SCALE_ETCD=$(or $(SCALE_ETCD),10000$(comma)1000000) $(GO) test ./test/bench -run '^TestBenchScale$$' -count=1 -v -timeout 60m | grep -v '^=== RUN\|^--- PASS\|^PASS'
 
+.PHONY: soak
+soak: ## Soak: reviews at 80% of the measured maximum for SOAK (default 10m) with mints, revocations and a rotation.
+	PORTCULLIS_SOAK=$(or $(SOAK),10m) $(GO) test ./test/bench -run '^TestSoak$$' -count=1 -v -timeout 60m | grep -v '^=== RUN\|^--- PASS\|^PASS'
+
 .PHONY: e2e-tools
 e2e-tools: ## Build kube-apiserver, kubectl and etcd from the Go module proxy into .e2e/bin (once).
 	./hack/e2e-tools.sh

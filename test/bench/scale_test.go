@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -24,6 +25,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"portcullis.dev/portcullis/authn"
+	"portcullis.dev/portcullis/cache"
 	"portcullis.dev/portcullis/config"
 	"portcullis.dev/portcullis/internal/testutil"
 
@@ -41,13 +44,18 @@ func TestBenchScale(t *testing.T) {
 	if os.Getenv("PORTCULLIS_BENCH_SCALE") == "" {
 		t.Skip("prints the scale table; run `make bench-scale`")
 	}
-	printScale("bbolt", measureSizes(t, "PORTCULLIS_BENCH_SCALE", nil))
+	perReview := cacheEntryBytes(t, 100_000)
+	fmt.Printf("\nheap per cached review (a verified-signature and a record entry, 100k of each): %.0f bytes, %.0f per entry (goal <= 400 per entry)\n",
+		perReview, perReview/2)
 	if os.Getenv("PORTCULLIS_BENCH_SCALE_ETCD") != "" {
 		endpoint := testutil.StartEtcd(t)
 		printScale("etcd, one embedded member", measureSizes(t, "PORTCULLIS_BENCH_SCALE_ETCD", func(c *config.Config) {
 			c.Store = config.Store{Type: config.StoreEtcd, Endpoints: []string{endpoint}, Prefix: fmt.Sprintf("/scale-%d/", time.Now().UnixNano())}
 		}))
 	}
+	// bbolt last: writing back a 10M-record file stalls every fsync on the
+	// disk for minutes, etcd's included.
+	printScale("bbolt", measureSizes(t, "PORTCULLIS_BENCH_SCALE", nil))
 }
 
 // measureSizes measures a row for each size listed in the variable env.
@@ -289,4 +297,53 @@ func writeUserCert(t *testing.T, dir, base, cn string) {
 	if err := os.WriteFile(filepath.Join(dir, base+".key"), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// cacheEntryBytes measures what one cached review costs in heap: a
+// verified-signature entry and a record entry, as a review of a
+// ServiceAccount token leaves them, over n entries of each.
+func cacheEntryBytes(t *testing.T, n int) float64 {
+	t.Helper()
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	verified, err := cache.New[*authn.Verified](int64(n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer verified.Close()
+	records, err := cache.New[*store.Record](int64(n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer records.Close()
+	now := time.Now()
+	for i := range n {
+		jti := fmt.Sprintf("%022d", i) // 128 random bits, base64url: 22 characters
+		subject := fmt.Sprintf("system:serviceaccount:ns-%d:sa-%d", i%1000, i)
+		verified.Set(fmt.Sprintf("%043d", i), &authn.Verified{JTI: jti, Subject: subject, KeyID: strings.Repeat("k", 43),
+			Issuer: "https://portcullis.portcullis.svc", Audiences: []string{"https://kubernetes.default.svc.cluster.local"},
+			IssuedAt: now, NotBefore: now, Expiry: now.Add(time.Hour)}, time.Hour)
+		records.Set(jti, &store.Record{JTI: jti, Kind: store.KindServiceAccount, Subject: subject, UID: fmt.Sprintf("%036d", i),
+			Groups:    []string{"system:serviceaccounts", fmt.Sprintf("system:serviceaccounts:ns-%d", i%1000)},
+			Extra:     map[string][]string{"authentication.kubernetes.io/credential-id": {"JTI=" + jti}},
+			Audiences: []string{"https://kubernetes.default.svc.cluster.local"}, KeyID: strings.Repeat("k", 43),
+			IssuedAt: now, ExpiresAt: now.Add(time.Hour)}, time.Hour)
+	}
+	verified.Wait()
+	records.Wait()
+	held := 0
+	for i := range n {
+		if _, ok := verified.Get(fmt.Sprintf("%043d", i)); ok {
+			held++
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(verified)
+	runtime.KeepAlive(records)
+	if held == 0 {
+		t.Fatal("the cache kept nothing")
+	}
+	return float64(after.HeapAlloc-before.HeapAlloc) / float64(held)
 }
