@@ -107,6 +107,9 @@ func (s *Store) CreateRecord(ctx context.Context, r *store.Record) error {
 	if err := s.open(); err != nil {
 		return err
 	}
+	if err := s.EnsureIndexes(ctx); err != nil {
+		return err
+	}
 	ops, err := s.putRecordOps(r)
 	if err != nil {
 		return err

@@ -41,7 +41,7 @@ func (s *Store) ListRecords(ctx context.Context, opts store.ListOptions) (*store
 	if err != nil {
 		return nil, err
 	}
-	if err := s.ensureIndexes(ctx); err != nil {
+	if err := s.EnsureIndexes(ctx); err != nil {
 		return nil, err
 	}
 	base := s.indexPrefix(rng.Index)
@@ -119,12 +119,14 @@ func (s *Store) fetch(ctx context.Context, rng store.Range, keys []string) ([][]
 	return out, nil
 }
 
-// ensureIndexes fills the indexes from the records once, for a store
+// EnsureIndexes fills the indexes from the records once, for a store
 // written before they existed: it puts the entries of every record (puts
 // are idempotent, so replicas doing it at once do no harm), then a marker.
 // A record deleted meanwhile may leave an entry behind; listings skip
-// entries whose record is gone.
-func (s *Store) ensureIndexes(ctx context.Context) error {
+// entries whose record is gone. serve calls it before it is ready; the
+// first write or listing calls it too, so that a new store is marked
+// before it holds a record.
+func (s *Store) EnsureIndexes(ctx context.Context) error {
 	if s.indexed.Load() {
 		return nil
 	}

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"time"
@@ -65,8 +66,23 @@ func openStore(c config.Store) (store.Store, error) {
 		}
 		cfg.TLS = tlsCfg
 	}
-	return etcdstore.Dial(cfg, c.Prefix)
+	s, err := etcdstore.Dial(cfg, c.Prefix)
+	if err != nil {
+		return nil, err
+	}
+	// A store written by a version without record indexes gets them here,
+	// once, before this replica serves (about a minute per million records).
+	ctx, cancel := context.WithTimeout(context.Background(), indexBuildTimeout)
+	defer cancel()
+	if err := s.EnsureIndexes(ctx); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("serve: index the etcd store: %w", err)
+	}
+	return s, nil
 }
+
+// indexBuildTimeout bounds the one-time indexing of an etcd store.
+const indexBuildTimeout = 30 * time.Minute
 
 // kube is the clients of cluster-connected mode.
 type kube struct {
