@@ -20,7 +20,7 @@ const (
 )
 
 func (s *Store) indexPrefix(index string) string { return s.prefix + "index/" + index + "/" }
-func (s *Store) indexedMarker() string          { return s.prefix + "index/complete" }
+func (s *Store) indexedMarker() string           { return s.prefix + "index/complete" }
 
 // indexOps are op (put or delete) applied to r's index entries.
 func (s *Store) indexOps(r *store.Record, op func(key, val string, opts ...clientv3.OpOption) clientv3.Op) []clientv3.Op {
