@@ -233,6 +233,17 @@ func (m *Manager) apply(ctx context.Context, stored *store.KeyRing) error {
 	return m.Unseal(ctx)
 }
 
+// Refresh reads the stored ring and applies it, for a caller that must see
+// a change made through another replica that the watch may not have
+// delivered yet (a key rotated through A, retired through B at once).
+func (m *Manager) Refresh(ctx context.Context) error {
+	stored, err := m.opts.Store.GetKeyRing(ctx)
+	if err != nil {
+		return fmt.Errorf("keys: read the ring: %w", err)
+	}
+	return m.apply(ctx, stored)
+}
+
 // Unseal unseals the private keys of the active and next keys, the ones
 // that sign or will. Run calls it every tick while one is still sealed.
 func (m *Manager) Unseal(ctx context.Context) error {

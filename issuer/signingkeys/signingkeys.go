@@ -109,14 +109,29 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation 
 	return r.toAPI(k), nil
 }
 
-// Get implements rest.Getter.
-func (r *REST) Get(_ context.Context, name string, _ *metav1.GetOptions) (runtime.Object, error) {
-	for _, k := range r.manager.Ring().Keys() {
-		if k.ID == name {
-			return r.toAPI(k), nil
-		}
+// Get implements rest.Getter. A key this replica does not know yet may
+// have been added through another one a moment ago: the stored ring is read
+// before the answer is 404.
+func (r *REST) Get(ctx context.Context, name string, _ *metav1.GetOptions) (runtime.Object, error) {
+	if k := r.find(name); k != nil {
+		return r.toAPI(k), nil
+	}
+	if err := r.manager.Refresh(ctx); err != nil && !errors.Is(err, keys.ErrSealed) {
+		return nil, keyError(ctx, "failed to read the signing keys", err)
+	}
+	if k := r.find(name); k != nil {
+		return r.toAPI(k), nil
 	}
 	return nil, apierrors.NewNotFound(resource, name)
+}
+
+func (r *REST) find(kid string) *keys.Key {
+	for _, k := range r.manager.Ring().Keys() {
+		if k.ID == kid {
+			return k
+		}
+	}
+	return nil
 }
 
 // List implements rest.Lister.

@@ -129,20 +129,7 @@ func retirementDelays(t *testing.T, a, b, c *env, n int) []time.Duration {
 	keysURL := func(e *env, name string) string {
 		return "https://" + e.srv.IssuerAddr().String() + "/apis/portcullis.dev/v1alpha1/signingkeys" + name
 	}
-	call := func(e *env, method, url, contentType, body string, want int) []byte {
-		req, _ := http.NewRequest(method, url, strings.NewReader(body))
-		req.Header.Set("Content-Type", contentType)
-		resp, err := e.client(t, "admin").Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		data, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != want {
-			t.Fatalf("%s %s: %d %s", method, url, resp.StatusCode, data)
-		}
-		return data
-	}
+	adminA, adminC := a.client(t, "admin"), c.client(t, "admin")
 	hooks := []struct {
 		c   *http.Client
 		url string
@@ -151,7 +138,7 @@ func retirementDelays(t *testing.T, a, b, c *env, n int) []time.Duration {
 	var delays []time.Duration
 	for range n {
 		var key struct{ Metadata struct{ Name string } }
-		created := call(a, http.MethodPost, keysURL(a, ""), "application/json", `{"apiVersion":"portcullis.dev/v1alpha1","kind":"SigningKey","spec":{"immediate":true}}`, http.StatusCreated)
+		created := call(t, adminA, http.MethodPost, keysURL(a, ""), `{"apiVersion":"portcullis.dev/v1alpha1","kind":"SigningKey","spec":{"immediate":true}}`, http.StatusCreated)
 		if err := json.Unmarshal(created, &key); err != nil {
 			t.Fatal(err)
 		}
@@ -174,7 +161,7 @@ func retirementDelays(t *testing.T, a, b, c *env, n int) []time.Duration {
 			}
 		}
 		start := time.Now()
-		call(c, http.MethodPatch, keysURL(c, "/"+key.Metadata.Name), "application/merge-patch+json", `{"spec":{"retired":true}}`, http.StatusOK)
+		call(t, adminC, http.MethodPatch, keysURL(c, "/"+key.Metadata.Name), `{"spec":{"retired":true}}`, http.StatusOK)
 		for _, h := range hooks {
 			for i := 0; review(h.c, h.url, reviewBody(tok)) == nil; i++ {
 				if i > 10000 {

@@ -238,10 +238,14 @@ func firstKey(t *testing.T, c *http.Client, url string) string {
 	return l.Items[0].Metadata.Name
 }
 
+// call sends body (JSON; a merge patch for PATCH) and checks the status.
 func call(t *testing.T, c *http.Client, method, url, body string, want int) []byte {
 	t.Helper()
 	req, _ := http.NewRequest(method, url, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
+	if method == http.MethodPatch {
+		req.Header.Set("Content-Type", "application/merge-patch+json")
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -366,3 +366,49 @@ func TestKMSPluginOutage(t *testing.T) {
 		t.Fatal("the key rotated in after the outage does not sign")
 	}
 }
+
+// TestRetireThroughAnotherReplicaAtOnce: a key rotated in through A and
+// retired through B right away is found by B (which reads the stored ring
+// before answering 404), however far B's watch lags.
+func TestRetireThroughAnotherReplicaAtOnce(t *testing.T) {
+	endpoint := testutil.StartEtcd(t)
+	a := startServer(t, func(c *config.Config) {
+		c.Store = config.Store{Type: config.StoreEtcd, Endpoints: []string{endpoint}, Prefix: "/at-once/"}
+	})
+	b := a.replica()
+	// Warm connections on both sides, so that B's answer comes as fast as
+	// it can: the race is real only then.
+	atA, atB := a.adminHTTP(), b.adminHTTP()
+	path := "/apis/portcullis.dev/v1alpha1/signingkeys"
+	for _, h := range []struct {
+		c *http.Client
+		r *harness
+	}{{atA, a}, {atB, b}} {
+		resp, err := h.c.Get(h.r.issuerURL(path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	for range 20 {
+		code, body := post(t, atA, a.issuerURL(path), `{"apiVersion":"portcullis.dev/v1alpha1","kind":"SigningKey","spec":{"immediate":true}}`)
+		if code != http.StatusCreated {
+			t.Fatalf("rotate through A: %d %s", code, body)
+		}
+		var key struct{ Metadata struct{ Name string } }
+		if err := json.Unmarshal([]byte(body), &key); err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest(http.MethodPatch, b.issuerURL(path+"/"+key.Metadata.Name), strings.NewReader(`{"spec":{"retired":true}}`))
+		req.Header.Set("Content-Type", "application/merge-patch+json")
+		resp, err := atB.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		data, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("retire through B right after the rotation through A: %d %s", resp.StatusCode, data)
+		}
+	}
+}
