@@ -71,35 +71,6 @@ kind: VirtualMachine
 metadata: {name: centos, namespace: vms}
 spec: {running: false}
 ---
-# Portcullis in cluster-connected mode: look VMs up, give each its
-# <vm>-vnc-access ServiceAccount, Role and RoleBinding, watch them. It may
-# only grant the Role's rule because it holds it itself (RBAC escalation).
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata: {name: portcullis:vnc}
-rules:
-- apiGroups: [kubevirt.io]
-  resources: [virtualmachines]
-  verbs: [get]
-- apiGroups: [""]
-  resources: [serviceaccounts]
-  verbs: [get, list, watch, create]
-- apiGroups: [""]
-  resources: [pods, secrets, nodes]
-  verbs: [get, list, watch]
-- apiGroups: [rbac.authorization.k8s.io]
-  resources: [roles, rolebindings]
-  verbs: [get, create]
-- apiGroups: [subresources.kubevirt.io]
-  resources: [virtualmachineinstances/vnc]
-  verbs: [get]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: portcullis:vnc}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: portcullis:vnc}
-subjects: [{kind: User, name: portcullis}]
----
 # Who may mint VNC tokens: alice, for the VMs of namespace vms.
 apiVersion: rbac.authorization.k8s.io/v1
 kind: Role
@@ -129,13 +100,6 @@ kind: ClusterRoleBinding
 metadata: {name: portcullis:user-tokens:developers}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: portcullis:user-tokens}
 subjects: [{kind: Group, name: developers}]
----
-# Portcullis as a delegating server: TokenReview and SubjectAccessReview.
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata: {name: portcullis:auth-delegator}
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:auth-delegator}
-subjects: [{kind: User, name: portcullis}]
 ---
 # Who may revoke: alice yes, bob no.
 apiVersion: rbac.authorization.k8s.io/v1

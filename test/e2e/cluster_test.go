@@ -78,9 +78,51 @@ func (c *cluster) servePortcullis(api *kubeAPIServer) {
 	if c.metricsPort == 0 {
 		c.metricsPort = freePorts(c.t, 1)[0]
 	}
+	// The RBAC Portcullis needs comes first: its informers of the objects
+	// tokens are bound to back off for seconds after a refusal, and reviews
+	// of bound tokens wait for them.
+	c.apply(api, portcullisRBAC)
 	c.portcullis.serve(c.t, "--kubeconfig", kubeconfig, "--metrics-port", itoa(c.metricsPort),
 		"--requestheader-client-ca-file", c.frontProxy.ca, "--requestheader-allowed-names", frontProxyName)
 }
+
+// portcullisRBAC is what Portcullis itself may do when cluster-connected.
+const portcullisRBAC = `# Portcullis in cluster-connected mode: look VMs up, give each its
+# <vm>-vnc-access ServiceAccount, Role and RoleBinding, watch them. It may
+# only grant the Role's rule because it holds it itself (RBAC escalation).
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: portcullis:vnc}
+rules:
+- apiGroups: [kubevirt.io]
+  resources: [virtualmachines]
+  verbs: [get]
+- apiGroups: [""]
+  resources: [serviceaccounts]
+  verbs: [get, list, watch, create]
+- apiGroups: [""]
+  resources: [pods, secrets, nodes]
+  verbs: [get, list, watch]
+- apiGroups: [rbac.authorization.k8s.io]
+  resources: [roles, rolebindings]
+  verbs: [get, create]
+- apiGroups: [subresources.kubevirt.io]
+  resources: [virtualmachineinstances/vnc]
+  verbs: [get]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: portcullis:vnc}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: portcullis:vnc}
+subjects: [{kind: User, name: portcullis}]
+---
+# Portcullis as a delegating server: TokenReview and SubjectAccessReview.
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: portcullis:auth-delegator}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:auth-delegator}
+subjects: [{kind: User, name: portcullis}]
+`
 
 // startKubeAPIServer starts a kube-apiserver using webhookKubeconfig as its
 // token webhook in the given version, with a 1s webhook cache.
