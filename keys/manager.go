@@ -90,13 +90,6 @@ func (m *Manager) Ring() *Ring { return m.ring }
 // PropagationDelay is how long a new key is published before it signs.
 func (m *Manager) PropagationDelay() time.Duration { return m.opts.PropagationDelay }
 
-// Revision is the revision of the stored ring this replica follows.
-func (m *Manager) Revision() int64 {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.revision
-}
-
 // changedKey logs a key change to the logger and the audit log.
 func (m *Manager) changedKey(level slog.Level, msg, event, kid string, attrs ...any) {
 	m.opts.Logger.Log(context.Background(), level, msg, append([]any{"kid", kid}, attrs...)...)
@@ -579,14 +572,17 @@ func (m *Manager) Run(ctx context.Context, tick time.Duration) {
 	}
 }
 
+// watchBackoff spaces the key ring watch's restarts after a break.
+var watchBackoff = wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: 8, Cap: 10 * time.Second}
+
 // follow applies every ring stored through any replica.
 func (m *Manager) follow(ctx context.Context) {
-	backoff := wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: 8, Cap: 10 * time.Second}
+	backoff := watchBackoff
 	for ctx.Err() == nil {
 		rings, err := m.opts.Store.WatchKeyRing(ctx)
 		if err == nil {
 			for ring := range rings {
-				backoff = wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Jitter: 0.5, Steps: 8, Cap: 10 * time.Second}
+				backoff = watchBackoff
 				if err := m.apply(ctx, ring); err != nil {
 					m.opts.Logger.Warn("applying the stored key ring", "revision", ring.Revision, "err", err)
 				}
