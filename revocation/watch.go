@@ -80,10 +80,18 @@ func (a *Authority) follow(ctx context.Context) {
 	if a.watcher == nil {
 		return
 	}
-	backoff := wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: 1 << 30, Cap: 5 * time.Second}
+	fresh := wait.Backoff{Duration: 100 * time.Millisecond, Factor: 2, Jitter: 0.2, Steps: 1 << 30, Cap: 5 * time.Second}
+	backoff := fresh
 	for ctx.Err() == nil {
-		if err := a.followOnce(ctx); ctx.Err() == nil {
+		synced, err := a.followOnce(ctx)
+		if ctx.Err() == nil {
 			a.log.Warn("store watch broke; resyncing", "err", err)
+		}
+		// A watch that synced was healthy: the next break starts the
+		// backoff over, or a replica that rode out an outage would wait
+		// the cap (as long as the staleness bound) after the next one.
+		if synced {
+			backoff = fresh
 		}
 		select {
 		case <-ctx.Done():
@@ -98,14 +106,14 @@ func (a *Authority) follow(ctx context.Context) {
 // if that is shorter, counts as broken too: a stream to a member that went
 // away may neither close nor resume, and giving up early leaves the resync
 // time to finish within the bound.
-func (a *Authority) followOnce(ctx context.Context) error {
+// It reports whether the watch synced before it broke.
+func (a *Authority) followOnce(ctx context.Context) (synced bool, err error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	events, err := a.watcher.Watch(wctx)
 	if err != nil {
-		return err
+		return false, err
 	}
-	synced := false
 	quiet := min(3*store.ProgressInterval, a.opts.Staleness/2)
 	silence := time.NewTimer(quiet)
 	defer silence.Stop()
@@ -113,10 +121,10 @@ func (a *Authority) followOnce(ctx context.Context) error {
 		var e store.Event
 		select {
 		case <-silence.C:
-			return fmt.Errorf("revocation: store watch silent for %s", quiet)
+			return synced, fmt.Errorf("revocation: store watch silent for %s", quiet)
 		case ev, ok := <-events:
 			if !ok {
-				return errors.New("revocation: watch closed")
+				return synced, errors.New("revocation: watch closed")
 			}
 			e = ev
 		}
@@ -124,7 +132,7 @@ func (a *Authority) followOnce(ctx context.Context) error {
 		switch e.Type {
 		case store.EventSynced:
 			if err := a.Load(ctx); err != nil {
-				return err
+				return synced, err
 			}
 			// Changes missed while no watch ran may sit in the record cache.
 			a.records.Clear()

@@ -243,9 +243,8 @@ func TestEtcdClusterFaults(t *testing.T) {
 	cluster.Members[0].StartAsync()
 	cluster.Members[1].StartAsync()
 	// etcd re-elects and the replica resyncs within about 1.5 s; the margin
-	// is for a loaded 2-core machine, where the two restarted members can
-	// take a second election (seen in CI: 503s 10 s after the restart).
-	setPhase("members back", 15*time.Second)
+	// is for a loaded 2-core machine.
+	setPhase("members back", 10*time.Second)
 	setPhase("recovered", 2*time.Second)
 
 	// What was written with one member down survived the outage.
