@@ -107,7 +107,8 @@ func echoServer(tb testing.TB, dir string) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	pem, _ := os.ReadFile(filepath.Join(dir, "ca.crt"))
+	// The webhook's client CA: the one that signed kube-apiserver-client.
+	pem, _ := os.ReadFile(filepath.Join(dir, "webhook-client-ca.crt"))
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(pem)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
