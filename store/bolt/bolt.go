@@ -32,8 +32,9 @@ var (
 
 // Store is a store.Store on a bbolt file.
 type Store struct {
-	db    *bbolt.DB
-	watch watchers[store.Event]
+	db     *bbolt.DB
+	writes *groupCommit
+	watch  watchers[store.Event]
 	// ringMu orders key ring swaps with their publication, so watchers
 	// see rings in revision order.
 	ringMu    sync.Mutex
@@ -67,7 +68,7 @@ func Open(path string, lockTimeout time.Duration) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("bolt: init %s: %w", path, err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, writes: newGroupCommit(db)}, nil
 }
 
 // expiryKey orders records by expiry so PurgeExpired scans only what is due.
@@ -90,10 +91,10 @@ func (s *Store) CreateRecord(_ context.Context, r *store.Record) error {
 	if err != nil {
 		return fmt.Errorf("bolt: encode record: %w", err)
 	}
-	// Batch groups concurrent writers into one transaction and one fsync
-	// (each still returns only once it is durable). fn may run more than
-	// once, so it only reads and writes inside tx.
-	return wrap(s.db.Batch(func(tx *bbolt.Tx) error {
+	// Concurrent writers share one transaction and one fsync (each still
+	// returns only once it is durable). fn may run more than once, so it
+	// only reads and writes inside tx.
+	return wrap(s.writes.do(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketRecords)
 		if b.Get([]byte(r.JTI)) != nil {
 			return fmt.Errorf("bolt: record %q: %w", r.JTI, store.ErrExists)
@@ -147,7 +148,7 @@ func getRecord(tx *bbolt.Tx, jti []byte) (*store.Record, error) {
 // UpdateRecord implements store.Store.
 func (s *Store) UpdateRecord(_ context.Context, jti string, update func(*store.Record) error) (*store.Record, error) {
 	var out *store.Record
-	err := s.db.Batch(func(tx *bbolt.Tx) error {
+	err := s.writes.do(func(tx *bbolt.Tx) error {
 		r, err := getRecord(tx, []byte(jti))
 		if err != nil {
 			return err
@@ -183,7 +184,7 @@ func (s *Store) UpdateRecord(_ context.Context, jti string, update func(*store.R
 
 // DeleteRecord implements store.Store.
 func (s *Store) DeleteRecord(_ context.Context, jti string) error {
-	err := s.db.Batch(func(tx *bbolt.Tx) error {
+	err := s.writes.do(func(tx *bbolt.Tx) error {
 		r, err := getRecord(tx, []byte(jti))
 		if err != nil {
 			return err
@@ -283,7 +284,7 @@ func (s *Store) Revoke(_ context.Context, rev *store.Revocation) error {
 }
 
 func (s *Store) revoke(rev *store.Revocation) error {
-	return wrap(s.db.Batch(func(tx *bbolt.Tx) error {
+	return wrap(s.writes.do(func(tx *bbolt.Tx) error {
 		revs := tx.Bucket(bucketRevocations)
 		if revs.Get([]byte(rev.Name)) != nil {
 			return fmt.Errorf("bolt: revocation %q: %w", rev.Name, store.ErrExists)
@@ -414,5 +415,9 @@ func (s *Store) Ready(_ context.Context) error {
 	}))
 }
 
-// Close implements store.Store.
-func (s *Store) Close() error { return s.db.Close() }
+// Close implements store.Store: the writes already asked for are committed
+// first.
+func (s *Store) Close() error {
+	s.writes.close()
+	return s.db.Close()
+}
