@@ -141,7 +141,7 @@ func hostileCases() []hostileCase {
 		}, ReasonSignature},
 		{"unencoded payload (b64 false)", func(t *testing.T, f *fixture) (string, []string) {
 			return authntest.UnencodedPayload(t, f.key, real(t, f).Value), nil
-		}, ReasonMalformed},
+		}, ReasonHeader},
 
 		// Claims, signed by a key of ours.
 		{"another issuer", func(t *testing.T, f *fixture) (string, []string) {

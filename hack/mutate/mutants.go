@@ -19,6 +19,7 @@ var mutants = []mutant{
 	{"verifier: jwk header", "authn/verifier.go", `h.JWK != nil ||`, `false ||`},
 	{"verifier: x5c header", "authn/verifier.go", `h.X5C != nil ||`, `false ||`},
 	{"verifier: crit header", "authn/verifier.go", `|| h.Crit != nil`, `|| false`},
+	{"verifier: b64 header", "authn/verifier.go", `|| h.B64 != nil {`, `|| false {`},
 	{"verifier: algorithm names match exactly", "authn/verifier.go",
 		`if alg.String() == name {`, `if strings.EqualFold(alg.String(), name) {`},
 	{"verifier: algorithm is the key's", "authn/verifier.go",
@@ -32,10 +33,7 @@ var mutants = []mutant{
 	{"verifier: key retirement on cache hits", "authn/verifier.go",
 		`if _, err := v.ring.VerificationKey(verified.KeyID); err != nil {`, `if _, err := v.ring.VerificationKey(verified.KeyID); err != nil && false {`},
 	{"verifier: signature", "authn/verifier.go",
-		"signed, err := jws.Verify([]byte(token), jws.WithKey(alg, key.RawPublic()))\n\tif err != nil {",
-		"signed, err := jws.Verify([]byte(token), jws.WithKey(alg, key.RawPublic()))\n\tif err != nil && false {"},
-	{"verifier: signed payload is the decoded payload", "authn/verifier.go",
-		`if !bytes.Equal(signed, rawPayload) {`, `if !bytes.Equal(signed, rawPayload) && false {`},
+		"sig, key.RawPublic()); err != nil {", "sig, key.RawPublic()); err != nil && false {"},
 
 	// Claims.
 	{"verifier: issuer", "authn/verifier.go", `if p.Issuer != v.opts.Issuer {`, `if false {`},
