@@ -100,8 +100,27 @@ func (s *Server) MetricsAddr() net.Addr {
 
 // NewServer opens the store, loads the key ring and the revocation index,
 // and binds both listeners. Run serves them.
-func NewServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, random io.Reader) (*Server, error) {
-	return newServer(cfg, log, clk, random, nil)
+func NewServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, random io.Reader, opts ...ServerOption) (*Server, error) {
+	var o serverOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return newServer(cfg, log, clk, random, o.wrapStore)
+}
+
+// ServerOption changes how NewServer builds a server; for tests and
+// benchmarks, never set by the command line.
+type ServerOption func(*serverOptions)
+
+type serverOptions struct {
+	wrapStore func(store.Store) store.Store
+}
+
+// WithStoreWrapper puts wrap around the opened store, beneath the server's
+// metrics: benchmarks use it to measure the same requests on a store that
+// does not write.
+func WithStoreWrapper(wrap func(store.Store) store.Store) ServerOption {
+	return func(o *serverOptions) { o.wrapStore = wrap }
 }
 
 // newServer is NewServer with wrapStore, when set, put around the opened
