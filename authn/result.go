@@ -67,19 +67,19 @@ type State interface {
 }
 
 // Verified is what a signature check proved about a token: the claims the
-// review needs afterwards. It is cached so a repeated token skips the crypto.
+// review needs afterwards. It is cached so a repeated token skips the crypto,
+// so it holds only what a review reads: the issuer was checked and is not
+// kept, and the key id and audiences are shared with other entries.
 type Verified struct {
 	JTI       string
 	Subject   string
 	KeyID     string
-	Issuer    string
 	Audiences []string
 	IssuedAt  time.Time
 	NotBefore time.Time
 	Expiry    time.Time
-	// Stateless tokens have no record: Record is built from the claims.
-	Stateless bool
-	// Record is the identity of a stateless token, from its claims.
+	// Record is set for stateless tokens, which have no stored record: their
+	// identity, built from the claims.
 	Record *store.Record
 }
 

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unique"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jws"
@@ -169,7 +170,7 @@ func (v *Verifier) review(ctx context.Context, token string, requested []string)
 	}
 	var rec *store.Record
 	var err error
-	if verified.Stateless {
+	if verified.Record != nil {
 		rec = verified.Record
 	} else {
 		rec, err = v.state.Record(ctx, verified.JTI)
@@ -288,8 +289,7 @@ func (v *Verifier) verify(token string) (*Verified, Reason) {
 		JTI:       p.ID,
 		Subject:   p.Subject,
 		KeyID:     key.ID,
-		Issuer:    p.Issuer,
-		Audiences: p.Audience,
+		Audiences: internAll(p.Audience),
 		IssuedAt:  tokenfmt.Time(p.IssuedAt),
 		NotBefore: tokenfmt.Time(p.NotBefore),
 		Expiry:    tokenfmt.Time(p.Expiry),
@@ -299,10 +299,9 @@ func (v *Verifier) verify(token string) (*Verified, Reason) {
 		if err != nil {
 			return vt, ReasonMalformed
 		}
-		vt.Stateless = true
 		vt.Record = &store.Record{
 			JTI: p.ID, Kind: store.Kind(p.Private.Kind), Subject: p.Subject, Groups: p.Private.Groups, Extra: p.Private.Extra,
-			Audiences: p.Audience, KeyID: key.ID, IssuedAt: issued, ExpiresAt: vt.Expiry, Binding: boundObject(p.Private.Binding),
+			Audiences: vt.Audiences, KeyID: key.ID, IssuedAt: issued, ExpiresAt: vt.Expiry, Binding: boundObject(p.Private.Binding),
 		}
 	}
 	return vt, ""
@@ -357,6 +356,15 @@ func boundObject(b *tokenfmt.Binding) *store.BoundObject {
 		return nil
 	}
 	return &store.BoundObject{APIVersion: b.APIVersion, Kind: b.Kind, Namespace: b.Namespace, Name: b.Name, UID: b.UID}
+}
+
+// internAll replaces each string of list by its canonical copy: the few
+// distinct audiences are then held once, not once per cached token.
+func internAll(list []string) []string {
+	for i, s := range list {
+		list[i] = unique.Make(s).Value()
+	}
+	return list
 }
 
 // intersect returns the audiences in both lists, in the order of want.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"time"
+	"unique"
 
 	"portcullis.dev/portcullis/store"
 )
@@ -22,10 +23,11 @@ type change struct {
 // within it makes the review undecided, not slow).
 const sharedLookupTimeout = 10 * time.Second
 
-// Record returns the record for jti: from the cache, else from the store
-// (concurrent misses for one jti share a single store read). A change this
-// replica wrote wins over either. Store errors, including
-// store.ErrNotFound, are returned as they are.
+// Record returns what a review reads of the record for jti: from the cache,
+// else from the store (concurrent misses for one jti share a single store
+// read). A change this replica wrote wins over either. The record's
+// Audiences are left out (a review checks the token's own). Store errors,
+// including store.ErrNotFound, are returned as they are.
 func (a *Authority) Record(ctx context.Context, jti string) (*store.Record, error) {
 	var ch change
 	var changed bool
@@ -52,6 +54,8 @@ func (a *Authority) Record(ctx context.Context, jti string) (*store.Record, erro
 		if err != nil {
 			return nil, err
 		}
+		r.JTI = jti // the reviewer's copy: one string for its cache and this one
+		r = forReviews(r)
 		a.records.Set(jti, r, a.opts.Staleness)
 		return r, nil
 	})
@@ -66,7 +70,8 @@ func (a *Authority) CreateRecord(ctx context.Context, r *store.Record) error {
 	if err := a.store.CreateRecord(ctx, r); err != nil {
 		return err
 	}
-	a.records.Set(r.JTI, r, a.opts.Staleness)
+	c := *r
+	a.records.Set(r.JTI, forReviews(&c), a.opts.Staleness)
 	return nil
 }
 
@@ -99,6 +104,23 @@ func (a *Authority) GetRecordByName(ctx context.Context, name string) (*store.Re
 // ListRecords lists records from the store.
 func (a *Authority) ListRecords(ctx context.Context, opts store.ListOptions) (*store.RecordList, error) {
 	return a.store.ListRecords(ctx, opts)
+}
+
+// forReviews trims r, in place, to what the record cache holds: what a
+// review reads. The strings many records share (kind, key id, groups) are
+// held once, not once per cached record.
+func forReviews(r *store.Record) *store.Record {
+	r.Audiences = nil
+	r.Kind = store.Kind(unique.Make(string(r.Kind)).Value())
+	r.KeyID = unique.Make(r.KeyID).Value()
+	if len(r.Groups) > 0 {
+		groups := make([]string, len(r.Groups))
+		for i, g := range r.Groups {
+			groups[i] = unique.Make(g).Value()
+		}
+		r.Groups = groups
+	}
+	return r
 }
 
 func (a *Authority) remember(jti string, r *store.Record) {
