@@ -122,7 +122,7 @@ func TestHostileTableThroughKubeAPIServerClient(t *testing.T) {
 		}, authn.ReasonSignature},
 		{"unencoded payload (b64 false)", func(t *testing.T) (string, []string) {
 			return authntest.UnencodedPayload(t, signer(), mint()), nil
-		}, authn.ReasonMalformed},
+		}, authn.ReasonHeader},
 		{"another issuer, signed by our key", func(t *testing.T) (string, []string) {
 			return authntest.ResignClaims(t, signer(), mint(), func(c map[string]any) { c["iss"] = "https://evil.test" }), nil
 		}, authn.ReasonIssuer},
