@@ -28,6 +28,7 @@ Usage:
   portcullis token create NAME -n NS [--audience A] [--duration 1h]   mint a service account token
   portcullis revoke  --jti JTI | --subject USER [--reason R]   revoke tokens
   portcullis vnc NAMESPACE/VM [--duration 1h] | vnc revoke NAMESPACE/VM   VNC console tokens of a VM
+  portcullis vnc-proxy --backend map:FILE --webhook-kubeconfig F | --issuer-kubeconfig F --issuer ISS [flags]   VNC console websocket proxy
   portcullis verify --vm NAMESPACE/VM [--kubeconfig webhook.kubeconfig] TOKEN   is TOKEN good for the VM? (exit status)
   portcullis keys list | rotate [--algorithm A] [--now] | retire KID | prune [KID…]   manage signing keys
   portcullis version
@@ -103,6 +104,19 @@ func run(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		return app.RunVNC(ctx, o, fs.Args(), stdout)
+	case "vnc-proxy":
+		o := &app.VNCProxyOptions{}
+		o.AddFlags(fs)
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+		log := app.NewLogger(stderr, config.Log{Level: o.Log})
+		p, err := app.NewVNCProxy(ctx, o, log, log.With("log", "audit"), clock.RealClock{})
+		if err != nil {
+			return err
+		}
+		log.Info("vnc-proxy serving", "address", p.Addr().String())
+		return p.Run(ctx)
 	case "verify":
 		o := &app.VerifyOptions{}
 		o.AddFlags(fs)

@@ -101,6 +101,16 @@ var mutants = []mutant{
 	{"keys: retiring the active key promotes a successor", "keys/manager.go",
 		`if !wasActive || !replace {`, `if !wasActive || replace || !replace {`},
 
+	// The VNC console proxy: who opens a session, and how long it lives.
+	{"console: a token in the URL is refused", "console/request.go", `if q.Has(name) {`, `if q.Has(name) && false {`},
+	{"console: browser origins are checked", "console/request.go", "if origin == \"\" {\n\t\treturn true", "if true {\n\t\treturn true"},
+	{"console: the token is checked for the VM", "console/proxy.go",
+		`switch err := p.opts.Verifier.Check(r.Context(), token, ns, vm); {`, `switch err := error(nil); {`},
+	{"console: a refused token ends its session", "console/session.go",
+		"\t\t\t} else {\n\t\t\t\ts.end(endRefused)\n\t\t\t}\n\t\t\treturn", "\t\t\t} else {\n\t\t\t\tcontinue\n\t\t\t}\n\t\t\treturn"},
+	{"console: a session ends at its token's expiry", "console/session.go",
+		"case <-expiry.C():\n\t\t\ts.end(endExpired)\n\t\t\treturn", "case <-expiry.C():\n\t\t\tcontinue"},
+
 	// The webhook.
 	{"webhook: requested audiences", "authn/webhook.go",
 		`h.reviewer.Review(r.Context(), req.Spec.Token, req.Spec.Audiences)`, `h.reviewer.Review(r.Context(), req.Spec.Token, nil)`},

@@ -1,0 +1,199 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/utils/clock"
+
+	"portcullis.dev/portcullis/authn/vncproxy"
+	"portcullis.dev/portcullis/console"
+	"portcullis.dev/portcullis/metrics"
+	"portcullis.dev/portcullis/token"
+)
+
+// VNCProxyOptions are `portcullis vnc-proxy`'s flags.
+type VNCProxyOptions struct {
+	BindAddress    string
+	MetricsAddress string
+	CertFile       string
+	KeyFile        string
+	Backend        string
+	// WebhookKubeconfig selects the online verifier: every check is a
+	// TokenReview through Portcullis' webhook.
+	WebhookKubeconfig string
+	// IssuerKubeconfig selects the offline verifier: the JWKS and the
+	// revocation watch of the issuer API, with Issuer as the tokens' iss.
+	IssuerKubeconfig string
+	Issuer           string
+	Audience         string
+	AllowedOrigins   []string
+	Recheck          time.Duration
+	Log              string
+}
+
+// AddFlags binds the options to fs.
+func (o *VNCProxyOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.BindAddress, "bind-address", ":8443", "HOST:PORT the proxy serves TLS websockets on.")
+	fs.StringVar(&o.MetricsAddress, "metrics-bind-address", "", "HOST:PORT for /metrics over plain HTTP (empty: not served).")
+	fs.StringVar(&o.CertFile, "tls-cert-file", "", "Serving certificate (PEM).")
+	fs.StringVar(&o.KeyFile, "tls-private-key-file", "", "Serving key (PEM).")
+	fs.StringVar(&o.Backend, "backend", "", "Where VNC consoles are: map:FILE (a YAML map of NAMESPACE/VM to tcp:HOST:PORT or unix:/PATH).")
+	fs.StringVar(&o.WebhookKubeconfig, "webhook-kubeconfig", "", "Online verification: the kubeconfig of Portcullis' webhook (init writes webhook.kubeconfig).")
+	fs.StringVar(&o.IssuerKubeconfig, "issuer-kubeconfig", "", "Offline verification: a kubeconfig for the issuer API (JWKS, and get/list/watch on revocations).")
+	fs.StringVar(&o.Issuer, "issuer", "", "Offline verification: the tokens' iss.")
+	fs.StringVar(&o.Audience, "audience", token.VNCAudience, "VNC audience.")
+	fs.StringSliceVar(&o.AllowedOrigins, "allowed-origin", nil, "Browser origin (https://host[:port]) allowed besides the proxy's own; repeatable.")
+	fs.DurationVar(&o.Recheck, "recheck-interval", console.DefaultRecheck, "How often a live session's token is checked again.")
+	fs.StringVar(&o.Log, "log-level", "info", "debug, info, warn or error.")
+}
+
+// Validate checks the options.
+func (o *VNCProxyOptions) Validate() error {
+	var errs []error
+	if o.CertFile == "" || o.KeyFile == "" {
+		errs = append(errs, errors.New("--tls-cert-file and --tls-private-key-file are required"))
+	}
+	if !strings.HasPrefix(o.Backend, "map:") || len(o.Backend) == len("map:") {
+		errs = append(errs, fmt.Errorf("--backend %q: only map:FILE is built", o.Backend))
+	}
+	switch {
+	case (o.WebhookKubeconfig == "") == (o.IssuerKubeconfig == ""):
+		errs = append(errs, errors.New("give exactly one of --webhook-kubeconfig (online) and --issuer-kubeconfig (offline)"))
+	case o.IssuerKubeconfig != "" && o.Issuer == "":
+		errs = append(errs, errors.New("--issuer is required with --issuer-kubeconfig"))
+	}
+	if o.Recheck <= 0 {
+		errs = append(errs, errors.New("--recheck-interval must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+// VNCProxy is a running `portcullis vnc-proxy`.
+type VNCProxy struct {
+	proxy    *console.Proxy
+	server   *http.Server
+	listener net.Listener
+	metrics  *http.Server
+	metricsL net.Listener
+	closers  []func()
+}
+
+// Addr is the address the proxy serves on.
+func (p *VNCProxy) Addr() net.Addr { return p.listener.Addr() }
+
+// NewVNCProxy builds the proxy and binds its listeners; Run serves them.
+// ctx bounds the offline verifier's watches.
+func NewVNCProxy(ctx context.Context, o *VNCProxyOptions, log, audit *slog.Logger, clk clock.WithTicker) (_ *VNCProxy, err error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	p := &VNCProxy{}
+	defer func() {
+		if err != nil {
+			p.close()
+		}
+	}()
+	backend, err := console.LoadMap(strings.TrimPrefix(o.Backend, "map:"))
+	if err != nil {
+		return nil, err
+	}
+	verifier, err := p.verifier(ctx, o, clk)
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	p.proxy, err = console.New(console.Options{
+		Verifier: verifier, Backend: backend, AllowedOrigins: o.AllowedOrigins, Recheck: o.Recheck,
+		Clock: clk, Log: log, Audit: audit, Metrics: metrics.NewConsole(reg),
+	})
+	if err != nil {
+		return nil, err
+	}
+	cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("vnc-proxy: serving certificate: %w", err)
+	}
+	if p.listener, err = net.Listen("tcp", o.BindAddress); err != nil {
+		return nil, fmt.Errorf("vnc-proxy: %w", err)
+	}
+	p.server = &http.Server{
+		Handler:           p.proxy.Handler(),
+		TLSConfig:         &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	if o.MetricsAddress != "" {
+		if p.metricsL, err = net.Listen("tcp", o.MetricsAddress); err != nil {
+			return nil, fmt.Errorf("vnc-proxy: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		p.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	}
+	return p, nil
+}
+
+func (p *VNCProxy) verifier(ctx context.Context, o *VNCProxyOptions, clk clock.PassiveClock) (console.Verifier, error) {
+	if o.WebhookKubeconfig != "" {
+		// A good answer is reused for less than a recheck interval, so
+		// every recheck reaches Portcullis.
+		c, err := vncproxy.New(vncproxy.Config{WebhookKubeconfig: o.WebhookKubeconfig, Audience: o.Audience, CacheTTL: o.Recheck / 2})
+		if err != nil {
+			return nil, err
+		}
+		p.closers = append(p.closers, c.Close)
+		return c, nil
+	}
+	cfg, err := clientcmd.BuildConfigFromFlags("", o.IssuerKubeconfig)
+	if err != nil {
+		return nil, fmt.Errorf("vnc-proxy: %w", err)
+	}
+	return vncproxy.NewOffline(ctx, vncproxy.OfflineConfig{Issuer: cfg, Iss: o.Issuer, Audience: o.Audience, Clock: clk})
+}
+
+// Run serves until ctx is done, then ends every session.
+func (p *VNCProxy) Run(ctx context.Context) error {
+	defer p.close()
+	errs := make(chan error, 2)
+	go func() { errs <- p.server.ServeTLS(p.listener, "", "") }()
+	if p.metrics != nil {
+		go func() { errs <- p.metrics.Serve(p.metricsL) }()
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-errs:
+		return fmt.Errorf("vnc-proxy: %w", err)
+	}
+	p.proxy.Shutdown()
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	p.server.Shutdown(shutdown)
+	if p.metrics != nil {
+		p.metrics.Shutdown(shutdown)
+	}
+	return nil
+}
+
+func (p *VNCProxy) close() {
+	if p.listener != nil {
+		p.listener.Close()
+	}
+	if p.metricsL != nil {
+		p.metricsL.Close()
+	}
+	for _, c := range p.closers {
+		c()
+	}
+}

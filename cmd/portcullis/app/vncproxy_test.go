@@ -1,0 +1,298 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/spf13/pflag"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
+	testingclock "k8s.io/utils/clock/testing"
+
+	"portcullis.dev/portcullis/config"
+	"portcullis.dev/portcullis/console"
+	"portcullis.dev/portcullis/internal/testutil"
+)
+
+// rfbBanner is what a VNC server (RFB 3.8) sends first.
+const rfbBanner = "RFB 003.008\n"
+
+// startRFBServer is a stand-in for a VM's VNC server (the e2e test runs
+// QEMU): it sends the RFB banner, then echoes what it gets.
+func startRFBServer(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.WriteString(c, rfbBanner)
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// proxyUnderTest is a running `portcullis vnc-proxy` in front of one VM,
+// vms/vm1, checking tokens with h's Portcullis.
+type proxyUnderTest struct {
+	t     *testing.T
+	h     *harness
+	addr  string
+	audit *testutil.Buffer
+}
+
+func startVNCProxy(t *testing.T, h *harness, offline bool, clk clock.WithTicker) *proxyUnderTest {
+	t.Helper()
+	mapFile := filepath.Join(t.TempDir(), "consoles.yaml")
+	if err := os.WriteFile(mapFile, []byte("vms/vm1: tcp:"+startRFBServer(t)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o := &VNCProxyOptions{}
+	o.AddFlags(pflag.NewFlagSet("vnc-proxy", pflag.ContinueOnError)) // the defaults
+	o.BindAddress, o.Backend = "127.0.0.1:0", "map:"+mapFile
+	o.CertFile, o.KeyFile = filepath.Join(h.dir, "serving.crt"), filepath.Join(h.dir, "serving.key")
+	o.AllowedOrigins = []string{"https://console.example"}
+	if offline {
+		o.IssuerKubeconfig, o.Issuer = filepath.Join(h.dir, AdminKubeconfig), h.cfg.Issuer
+	} else {
+		o.WebhookKubeconfig = filepath.Join(h.dir, WebhookKubeconfig)
+	}
+	audit := &testutil.Buffer{}
+	ctx, cancel := context.WithCancel(context.Background())
+	p, err := NewVNCProxy(ctx, o, slog.New(slog.DiscardHandler), slog.New(slog.NewJSONHandler(audit, nil)), clk)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return &proxyUnderTest{t: t, h: h, addr: p.Addr().String(), audit: audit}
+}
+
+// dial opens /vnc/vms/<vm> with the token in the Authorization header, or
+// (asBrowser) in the bearer subprotocol with an Origin header.
+func (p *proxyUnderTest) dial(vm, token, query string, header http.Header) (*websocket.Conn, *http.Response, error) {
+	d := websocket.Dialer{TLSClientConfig: &tls.Config{RootCAs: p.h.caPool()}, Subprotocols: []string{console.DataProtocol}, HandshakeTimeout: 10 * time.Second}
+	if header == nil {
+		header = http.Header{}
+	}
+	if token != "" && header.Get("Origin") == "" {
+		header.Set("Authorization", "Bearer "+token)
+	} else if token != "" {
+		d.Subprotocols = append(d.Subprotocols, console.BearerProtocolPrefix+base64.RawURLEncoding.EncodeToString([]byte(token)))
+	}
+	return d.Dial("wss://"+p.addr+"/vnc/vms/"+vm+query, header)
+}
+
+// open dials and checks the VM's console answers through the session.
+func (p *proxyUnderTest) open(token string, header http.Header) *websocket.Conn {
+	p.t.Helper()
+	var ws *websocket.Conn
+	var resp *http.Response
+	var err error
+	// 503 until the offline verifier listed the revocations once.
+	for range 100 {
+		if ws, resp, err = p.dial("vm1", token, "", header); err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		p.t.Fatalf("dial: %v (%s)", err, status(resp))
+	}
+	p.t.Cleanup(func() { ws.Close() })
+	if ws.Subprotocol() != console.DataProtocol {
+		p.t.Fatalf("subprotocol %q, want %q (the bearer one is never echoed)", ws.Subprotocol(), console.DataProtocol)
+	}
+	if got := readBinary(p.t, ws); got != rfbBanner {
+		p.t.Fatalf("first bytes %q, want the RFB banner", got)
+	}
+	if err := ws.WriteMessage(websocket.BinaryMessage, []byte("ping")); err != nil {
+		p.t.Fatal(err)
+	}
+	if got := readBinary(p.t, ws); got != "ping" {
+		p.t.Fatalf("echo %q", got)
+	}
+	return ws
+}
+
+func readBinary(t *testing.T, ws *websocket.Conn) string {
+	t.Helper()
+	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	kind, data, err := ws.ReadMessage()
+	if err != nil || kind != websocket.BinaryMessage {
+		t.Fatalf("read: %d %v", kind, err)
+	}
+	return string(data)
+}
+
+// waitClosed reads until the session's close frame and returns it and how
+// long it took to come.
+func waitClosed(t *testing.T, ws *websocket.Conn) (*websocket.CloseError, time.Duration) {
+	t.Helper()
+	start := time.Now()
+	ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+	for {
+		if _, _, err := ws.ReadMessage(); err != nil {
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) {
+				t.Fatalf("the session ended without a close frame: %v", err)
+			}
+			return ce, time.Since(start)
+		}
+	}
+}
+
+func status(resp *http.Response) string {
+	if resp == nil {
+		return "no response"
+	}
+	body, _ := io.ReadAll(resp.Body)
+	return fmt.Sprintf("%d %s", resp.StatusCode, bytes.TrimSpace(body))
+}
+
+func (h *harness) revokeVM(vm string) {
+	h.t.Helper()
+	o := &VNCOptions{ClientOptions: ClientOptions{Kubeconfig: filepath.Join(h.dir, AdminKubeconfig)}}
+	if err := RunVNC(context.Background(), o, []string{"revoke", "vms/" + vm}, io.Discard); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// TestVNCProxySessionsFollowTheirToken: a console opened through the proxy
+// relays the VM's bytes, and ends with a close frame saying why when its
+// VM's tokens are revoked; online and offline.
+func TestVNCProxySessionsFollowTheirToken(t *testing.T) {
+	for _, mode := range []string{"online", "offline"} {
+		t.Run(mode, func(t *testing.T) {
+			h := startServer(t, nil)
+			p := startVNCProxy(t, h, mode == "offline", clock.RealClock{})
+			_, token, _ := h.vncGet(adminBase, "vm1", "?duration=1h")
+			header := p.open(token, nil)
+			browser := p.open(token, http.Header{"Origin": {"https://console.example"}})
+
+			h.revokeVM("vm1")
+			for name, ws := range map[string]*websocket.Conn{"header": header, "subprotocol": browser} {
+				ce, took := waitClosed(t, ws)
+				if ce.Code != websocket.ClosePolicyViolation || !strings.Contains(ce.Text, "revoked") {
+					t.Fatalf("%s session closed with %d %q, want %d and the reason", name, ce.Code, ce.Text, websocket.ClosePolicyViolation)
+				}
+				t.Logf("%s: the session closed %v after the revocation returned", name, took.Round(time.Millisecond))
+			}
+			if _, resp, err := p.dial("vm1", token, "", nil); err == nil || resp.StatusCode != http.StatusUnauthorized {
+				t.Fatalf("a revoked token opened a console: %v (%s)", err, status(resp))
+			}
+			if !strings.Contains(p.audit.String(), `"msg":"vnc-session-ended"`) || !strings.Contains(p.audit.String(), `"reason":"token_refused"`) {
+				t.Fatalf("no audit line for the session ended by revocation:\n%s", p.audit)
+			}
+		})
+	}
+}
+
+// TestVNCProxyRefusals: what must not open a console, and the answer each gets.
+func TestVNCProxyRefusals(t *testing.T) {
+	h := startServer(t, nil)
+	p := startVNCProxy(t, h, false, clock.RealClock{})
+	_, vm1, _ := h.vncGet(adminBase, "vm1", "?duration=1h")
+	_, vm2, _ := h.vncGet(adminBase, "vm2", "?duration=1h")
+	apiToken := h.mint("ns", "sa", 3600).Status.Token // a ServiceAccount token: not the VNC audience
+	for _, tc := range []struct {
+		name   string
+		vm     string
+		token  string
+		query  string
+		header http.Header
+		code   int
+	}{
+		{"another VM's token", "vm1", vm2, "", nil, http.StatusForbidden},
+		{"an API token", "vm1", apiToken, "", nil, http.StatusUnauthorized},
+		{"no token", "vm1", "", "", nil, http.StatusUnauthorized},
+		{"a token in the query", "vm1", "", "?token=" + vm1, nil, http.StatusBadRequest},
+		{"a token in the query beside a good one", "vm1", vm1, "?access_token=" + vm1, nil, http.StatusBadRequest},
+		{"a foreign origin", "vm1", vm1, "", http.Header{"Origin": {"https://evil.example"}}, http.StatusForbidden},
+		{"a plain-http origin of the proxy's host", "vm1", vm1, "", http.Header{"Origin": {"http://" + p.addr}}, http.StatusForbidden},
+		{"a VM without a console here", "vm2", vm2, "", nil, http.StatusNotFound},
+		{"a tampered token", "vm1", vm1[:len(vm1)-4] + "AAAA", "", nil, http.StatusUnauthorized},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ws, resp, err := p.dial(tc.vm, tc.token, tc.query, tc.header)
+			if err == nil {
+				ws.Close()
+				t.Fatal("a console opened")
+			}
+			if resp == nil || resp.StatusCode != tc.code {
+				t.Fatalf("%v (%s), want %d", err, status(resp), tc.code)
+			}
+		})
+	}
+	// The proxy's own origin (its console page) is allowed.
+	p.open(vm1, http.Header{"Origin": {"https://" + p.addr}})
+}
+
+// TestVNCProxyExpiry: a session ends at its token's expiry, and an expired
+// token opens nothing (offline, on the proxy's clock, which the test moves).
+func TestVNCProxyExpiry(t *testing.T) {
+	h := startServer(t, func(c *config.Config) { c.VNC.MinDuration = metav1.Duration{Duration: time.Minute} })
+	clk := testingclock.NewFakeClock(time.Now())
+	p := startVNCProxy(t, h, true, clk)
+	_, token, expires := h.vncGet(adminBase, "vm1", "?duration=1m")
+	exp, err := time.Parse(time.RFC3339, expires)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ws := p.open(token, nil)
+	clk.SetTime(exp.Add(time.Second))
+	if ce, _ := waitClosed(t, ws); ce.Code != websocket.ClosePolicyViolation || ce.Text != "token expired" {
+		t.Fatalf("closed with %d %q, want %d \"token expired\"", ce.Code, ce.Text, websocket.ClosePolicyViolation)
+	}
+	clk.SetTime(exp.Add(10 * time.Minute)) // past any leeway
+	if _, resp, err := p.dial("vm1", token, "", nil); err == nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("an expired token: %v (%s)", err, status(resp))
+	}
+}
+
+// TestVNCProxySessionEndsWhenItsKeyIsRetired: retiring the key that signed
+// a session's token ends the session (online).
+func TestVNCProxySessionEndsWhenItsKeyIsRetired(t *testing.T) {
+	h := startServer(t, nil)
+	p := startVNCProxy(t, h, false, clock.RealClock{})
+	_, token, _ := h.vncGet(adminBase, "vm1", "?duration=1h")
+	ws := p.open(token, nil)
+	h.keysCLI("rotate", "--now")
+	h.keysCLI("retire", kidOf(t, token))
+	ce, took := waitClosed(t, ws)
+	if ce.Code != websocket.ClosePolicyViolation {
+		t.Fatalf("closed with %d %q, want %d", ce.Code, ce.Text, websocket.ClosePolicyViolation)
+	}
+	t.Logf("the session closed %v after the retirement returned", took.Round(time.Millisecond))
+}
