@@ -25,7 +25,6 @@ type endReason struct {
 var (
 	endClient      = endReason{"client_closed", websocket.CloseNormalClosure, "", false}
 	endVM          = endReason{"vm_closed", websocket.CloseNormalClosure, "the VM's console closed", false}
-	endRelayError  = endReason{"relay_error", websocket.CloseInternalServerErr, "relay error", false}
 	endShutdown    = endReason{"shutdown", websocket.CloseGoingAway, "the proxy is shutting down", false}
 	endRefused     = endReason{"token_refused", websocket.ClosePolicyViolation, "token revoked or no longer valid", true}
 	endExpired     = endReason{"token_expired", websocket.ClosePolicyViolation, "token expired", true}
