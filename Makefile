@@ -51,7 +51,7 @@ fuzz: ## Run each fuzz target for FUZZTIME (60s), from its seeds and authn/testd
 
 .PHONY: bench
 bench: ## Print the benchmark table (review and mint rates, ratios to baselines in the same run).
-	PORTCULLIS_BENCH_TABLE=1 $(GO) test ./test/bench -run '^TestBench(Table|HA)$$' -count=1 -v -timeout 20m | grep -v '^=== RUN\|^--- PASS\|^PASS'
+	PORTCULLIS_BENCH_TABLE=1 $(GO) test ./test/bench -run '^TestBench(Table|HA|ConsoleSessions)$$' -count=1 -v -timeout 20m | grep -v '^=== RUN\|^--- PASS\|^PASS'
 
 comma := ,
 
