@@ -111,10 +111,14 @@ func New(o Options) (*Proxy, error) {
 	return p, nil
 }
 
-// Handler serves GET /vnc/{namespace}/{vm}.
+// Handler serves the console websocket (GET /vnc/{namespace}/{vm}), the
+// browser console page (GET /console/{namespace}/{vm}) and its assets
+// (GET /assets/).
 func (p *Proxy) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /vnc/{namespace}/{vm}", p.serveVNC)
+	mux.HandleFunc("GET /console/{namespace}/{vm}", p.serveConsolePage)
+	mux.Handle("GET /assets/", consoleAssets())
 	return mux
 }
 
@@ -146,6 +150,10 @@ func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, status int, reaso
 
 func (p *Proxy) serveVNC(w http.ResponseWriter, r *http.Request) {
 	ns, vm := r.PathValue("namespace"), r.PathValue("vm")
+	if !websocket.IsWebSocketUpgrade(r) {
+		p.refuse(w, r, http.StatusBadRequest, refusedBadRequest, errNotWebsocket)
+		return
+	}
 	token, err := tokenFrom(r)
 	switch {
 	case errors.Is(err, errTokenInURL):
@@ -178,6 +186,12 @@ func (p *Proxy) serveVNC(w http.ResponseWriter, r *http.Request) {
 	jti, expiry, err := verifiedClaims(token)
 	if err != nil { // checked just above: only a verifier bug gets here
 		p.refuse(w, r, http.StatusUnauthorized, refusedToken, errors.New("the token is not good"))
+		return
+	}
+	if !p.opts.Clock.Now().Before(expiry) {
+		// The verifier allows for clock skew; a session ends at exp on this
+		// proxy's clock, and so a new one does not open after it.
+		p.refuse(w, r, http.StatusUnauthorized, refusedToken, errors.New("the token expired"))
 		return
 	}
 	conn, err := p.opts.Backend.Dial(r.Context(), ns, vm)

@@ -37,6 +37,7 @@ var (
 	errTwoTokens      = errors.New("more than one token offered")
 	errBadProtocol    = errors.New("the bearer subprotocol does not hold a base64url token")
 	errNoDataProtocol = errors.New(`the only data subprotocol served is "` + DataProtocol + `"`)
+	errNotWebsocket   = errors.New("the console is a websocket: connect with a websocket client (or open /console/{namespace}/{vm} in a browser)")
 )
 
 // queryTokenNames are the query parameters that would carry a token.

@@ -42,10 +42,16 @@ type OfflineConfig struct {
 	Clock clock.PassiveClock
 }
 
+// JWKSRefresh is how often the offline verifier fetches the JWKS, whatever
+// its Cache-Control allows: a retired key leaves the set at once, so live
+// sessions it signed end within this (plus the cache's one-second tick and a
+// session's recheck). The fetch is a small GET to the issuer.
+const JWKSRefresh = time.Second
+
 // Offline checks VNC tokens without asking Portcullis on every connect: the
-// signature against the JWKS (refreshed as its Cache-Control allows, so a
-// retired key drops out within that time), the claims, and the revocations
-// of VMs, kept current by a watch (relisted by itself after a lost watch).
+// signature against the JWKS (fetched every JWKSRefresh, so a retired key
+// drops out within about two seconds), the claims, and the revocations of
+// VMs, kept current by a watch (relisted by itself after a lost watch).
 type Offline struct {
 	cfg      OfflineConfig
 	jwks     *jwk.Cache
@@ -71,7 +77,7 @@ func NewOffline(ctx context.Context, cfg OfflineConfig) (*Offline, error) {
 	o := &Offline{cfg: cfg, marks: map[string]time.Time{}, jwksURL: strings.TrimSuffix(cfg.Issuer.Host, "/") + "/openid/v1/jwks"}
 	// Under 1s httprc falls back to a 15 minute window.
 	o.jwks = jwk.NewCache(ctx, jwk.WithRefreshWindow(time.Second))
-	if err := o.jwks.Register(o.jwksURL, jwk.WithHTTPClient(httpClient), jwk.WithMinRefreshInterval(time.Second)); err != nil {
+	if err := o.jwks.Register(o.jwksURL, jwk.WithHTTPClient(httpClient), jwk.WithRefreshInterval(JWKSRefresh)); err != nil {
 		return nil, fmt.Errorf("vncproxy: %w", err)
 	}
 	dyn, err := dynamic.NewForConfig(cfg.Issuer)
