@@ -176,13 +176,12 @@ const litPixelsJS = `(() => { const c = document.querySelector('#screen canvas')
   for (let i = 0; i < d.length; i += 4) { if (d[i] > 64 || d[i+1] > 64 || d[i+2] > 64) n++; }
   return n; })()`
 
-// openConsole opens the console page of vms/vm1 in a new tab with the token
-// in the URL fragment.
-func openConsole(t *testing.T, browser context.Context, p *consoleProxy, token string) *consolePage {
+// openConsole opens a console page URL in a new tab.
+func openConsole(t *testing.T, browser context.Context, pageURL string) *consolePage {
 	t.Helper()
 	tab, cancel := chromedp.NewContext(browser)
 	t.Cleanup(cancel)
-	if err := chromedp.Do(tab, chromedp.Navigate(p.base+"/console/vms/vm1#token="+token)); err != nil {
+	if err := chromedp.Do(tab, chromedp.Navigate(pageURL)); err != nil {
 		t.Fatalf("open the console page: %v", err)
 	}
 	return &consolePage{t: t, ctx: tab}
@@ -280,14 +279,21 @@ func artifactDir(t *testing.T) string {
 	return dir
 }
 
-// mintVNC runs `portcullis vnc vms/vm1` and returns the token.
-func mintVNC(t *testing.T, in *instance, duration string) string {
+// consoleURL runs `portcullis vnc vms/vm1 --open`: a new token for the VM,
+// in the URL of its console page on p. It returns the URL and the token.
+func consoleURL(t *testing.T, in *instance, p *consoleProxy, duration string) (string, string) {
 	t.Helper()
-	out, err := run(t, portcullisBin, "vnc", "vms/vm1", "--duration", duration, "--kubeconfig", filepath.Join(in.dir, "admin.kubeconfig"))
+	out, err := run(t, portcullisBin, "vnc", "vms/vm1", "--duration", duration, "--open", "--console-url", p.base,
+		"--kubeconfig", filepath.Join(in.dir, "admin.kubeconfig"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.TrimSpace(out)
+	pageURL := strings.TrimSpace(out)
+	page, token, ok := strings.Cut(pageURL, "#token=")
+	if !ok || page != p.base+"/console/vms/vm1" {
+		t.Fatalf("`portcullis vnc --open` printed %q", page)
+	}
+	return pageURL, token
 }
 
 // timed runs a portcullis command and returns when it returned.
@@ -333,7 +339,8 @@ func TestBrowserConsole(t *testing.T) {
 		p := startConsoleProxy(t, in, sock, mode == "offline")
 
 		t.Run(mode+"/revoked", func(t *testing.T) {
-			page := openConsole(t, browser, p, mintVNC(t, in, "1h"))
+			pageURL, _ := consoleURL(t, in, p, "1h")
+			page := openConsole(t, browser, pageURL)
 			if s := page.waitState(30 * time.Second); s.State != "connected" {
 				t.Fatalf("the console did not connect: %+v", s)
 			}
@@ -349,15 +356,16 @@ func TestBrowserConsole(t *testing.T) {
 			}
 			record("%s: the page's session closed %v after `portcullis vnc revoke` returned (%v after it started)",
 				mode, closed.Sub(returned).Round(time.Millisecond), closed.Sub(started).Round(time.Millisecond))
-			again := openConsole(t, browser, p, mintVNC(t, in, "1h"))
+			pageURL, _ = consoleURL(t, in, p, "1h")
+			again := openConsole(t, browser, pageURL)
 			if s := again.waitState(30 * time.Second); s.State != "connected" {
 				t.Fatalf("a token minted after the revocation did not connect: %+v", s)
 			}
 		})
 
 		t.Run(mode+"/expired", func(t *testing.T) {
-			token := mintVNC(t, in, "8s")
-			page := openConsole(t, browser, p, token)
+			pageURL, _ := consoleURL(t, in, p, "8s")
+			page := openConsole(t, browser, pageURL)
 			if s := page.waitState(30 * time.Second); s.State != "connected" {
 				t.Fatalf("the console did not connect: %+v", s)
 			}
@@ -366,15 +374,15 @@ func TestBrowserConsole(t *testing.T) {
 				t.Fatalf("the page shows %+v, want close code 1008 and the expiry", s)
 			}
 			// The same token, now expired, is refused at connect.
-			late := openConsole(t, browser, p, token)
+			late := openConsole(t, browser, pageURL)
 			if s := late.waitState(30 * time.Second); s.State != "refused" {
 				t.Fatalf("an expired token: the page shows %+v, want refused", s)
 			}
 		})
 
 		t.Run(mode+"/key-retired", func(t *testing.T) {
-			token := mintVNC(t, in, "1h")
-			page := openConsole(t, browser, p, token)
+			pageURL, token := consoleURL(t, in, p, "1h")
+			page := openConsole(t, browser, pageURL)
 			if s := page.waitState(30 * time.Second); s.State != "connected" {
 				t.Fatalf("the console did not connect: %+v", s)
 			}

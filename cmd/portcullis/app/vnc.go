@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -18,12 +19,30 @@ import (
 type VNCOptions struct {
 	ClientOptions
 	Duration string
+	// Open prints the console page's URL, the token in its fragment.
+	Open bool
+	// ConsoleURL is vnc-proxy's base URL, for Open.
+	ConsoleURL string
 }
 
 // AddFlags binds the options to fs.
 func (o *VNCOptions) AddFlags(fs *pflag.FlagSet) {
 	o.ClientOptions.AddFlags(fs)
 	fs.StringVar(&o.Duration, "duration", "", "Lifetime of the token, Go syntax (default 10m, at least 10m unless the server allows less).")
+	fs.BoolVar(&o.Open, "open", false, "Print the URL of the VM's console page on vnc-proxy, with the token in the URL fragment (which browsers do not send to servers), instead of the bare token.")
+	fs.StringVar(&o.ConsoleURL, "console-url", os.Getenv("PORTCULLIS_CONSOLE_URL"), "vnc-proxy's base URL for --open, e.g. https://console.example:8443 (default $PORTCULLIS_CONSOLE_URL).")
+}
+
+// consolePageURL is the console page of VM ns/vm on the vnc-proxy at base.
+func consolePageURL(base, ns, vm string) (string, error) {
+	if base == "" {
+		return "", errors.New("vnc: --open needs vnc-proxy's URL: set --console-url or PORTCULLIS_CONSOLE_URL")
+	}
+	u, err := url.Parse(base)
+	if err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return "", fmt.Errorf("vnc: --console-url %q is not an https://HOST[:PORT][/PATH] URL (vnc-proxy serves only TLS)", base)
+	}
+	return strings.TrimSuffix(u.String(), "/") + "/console/" + url.PathEscape(ns) + "/" + url.PathEscape(vm), nil
 }
 
 // RunVNC runs `portcullis vnc NS/NAME` (print a VNC token for the VM) and
@@ -35,11 +54,21 @@ func RunVNC(ctx context.Context, o *VNCOptions, args []string, out io.Writer) er
 		method, args = http.MethodDelete, args[1:]
 	}
 	if len(args) != 1 {
-		return errors.New("usage: portcullis vnc NAMESPACE/VM [--duration 1h] | portcullis vnc revoke NAMESPACE/VM")
+		return errors.New("usage: portcullis vnc NAMESPACE/VM [--duration 1h] [--open --console-url URL] | portcullis vnc revoke NAMESPACE/VM")
 	}
 	ns, vm, ok := strings.Cut(args[0], "/")
 	if !ok || ns == "" || vm == "" {
 		return fmt.Errorf("vnc: %q is not NAMESPACE/VM", args[0])
+	}
+	var page string
+	if o.Open {
+		if method == http.MethodDelete {
+			return errors.New("vnc: --open is for minting a token, not for revoke")
+		}
+		var err error
+		if page, err = consolePageURL(o.ConsoleURL, ns, vm); err != nil {
+			return err
+		}
 	}
 	cfg, err := o.restConfig()
 	if err != nil {
@@ -79,6 +108,10 @@ func RunVNC(ctx context.Context, o *VNCOptions, args []string, out io.Writer) er
 	}
 	if method == http.MethodDelete {
 		fmt.Fprintln(out, answer.Message)
+		return nil
+	}
+	if page != "" {
+		fmt.Fprintln(out, page+"#token="+answer.Token)
 		return nil
 	}
 	fmt.Fprintln(out, answer.Token)

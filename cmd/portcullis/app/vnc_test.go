@@ -139,6 +139,27 @@ func TestVNCIdentityRevocationAndAuthorization(t *testing.T) {
 		t.Fatal("a token minted after the revocation is refused")
 	}
 
+	// --open prints the console page's URL with the token in the fragment.
+	out.Reset()
+	o.Open, o.ConsoleURL = true, "https://console.example:8443/"
+	if err := RunVNC(ctx, o, []string{"vms/vm1"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	page, token, ok := strings.Cut(strings.TrimSpace(out.String()), "#token=")
+	if !ok || page != "https://console.example:8443/console/vms/vm1" {
+		t.Fatalf("--open printed %q", page)
+	}
+	if ok, _, _ := review(h.remember(token), h.cfg.VNC.Audience); !ok {
+		t.Fatal("the token in the console URL does not authenticate")
+	}
+	for _, bad := range []string{"", "http://console.example", "console.example:8443", "https://console.example/?x=1"} {
+		o.ConsoleURL = bad
+		if err := RunVNC(ctx, o, []string{"vms/vm1"}, io.Discard); err == nil {
+			t.Fatalf("--open with --console-url %q: no error", bad)
+		}
+	}
+	o.Open = false
+
 	h.writeCert("alice", "alice", "developers")
 	if code, _, _ := h.vncGet("alice", "vm1", ""); code != http.StatusForbidden {
 		t.Fatalf("non-admin standalone: %d, want 403", code)
