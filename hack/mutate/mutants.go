@@ -108,6 +108,8 @@ var mutants = []mutant{
 		`switch err := p.opts.Verifier.Check(r.Context(), token, ns, vm); {`, `switch err := error(nil); {`},
 	{"console: a refused token ends its session", "console/session.go",
 		"\t\t\t} else {\n\t\t\t\ts.end(endRefused)\n\t\t\t}\n\t\t\treturn", "\t\t\t} else {\n\t\t\t\tcontinue\n\t\t\t}\n\t\t\treturn"},
+	{"console: a token past exp on the proxy's clock opens nothing", "console/proxy.go",
+		`if !p.opts.Clock.Now().Before(expiry) {`, `if false {`},
 	{"console: a session ends at its token's expiry", "console/session.go",
 		"case <-expiry.C():\n\t\t\ts.end(endExpired)\n\t\t\treturn", "case <-expiry.C():\n\t\t\tcontinue"},
 
