@@ -17,6 +17,7 @@ const (
 	aliceToken      = "alice-token"
 	bobToken        = "bob-token"
 	sysAdminToken   = "system-admin-token"
+	vncProxyToken   = "vnc-proxy-token"
 	apiAudience     = "https://kubernetes.default.svc.cluster.local"
 	frontProxyName  = "front-proxy-client"
 )
@@ -64,6 +65,7 @@ func newCluster(t *testing.T) *cluster {
 		aliceToken + `,alice,alice-uid,"developers"`,
 		bobToken + ",bob,bob-uid",
 		sysAdminToken + `,system:admin,system-admin-uid,"system:masters"`,
+		vncProxyToken + ",vnc-proxy,vnc-proxy-uid",
 	}, "\n")+"\n"), 0o600)
 
 	c.portcullis = initInstanceHosts(t, "127.0.0.1,localhost,portcullis.portcullis.svc")

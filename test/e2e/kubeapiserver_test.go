@@ -323,6 +323,10 @@ subjects: [{kind: User, name: bob}]
 		}
 	})
 
+	t.Run("vnc-proxy's kubevirt backend: consoles through kube-apiserver as the proxy, ended by deleting the VM's ServiceAccount", func(t *testing.T) {
+		testKubeVirtBackend(t, c, v1)
+	})
+
 	t.Run("bound tokens die with their Pod and their ServiceAccount", func(t *testing.T) {
 		// reviewDirect asks Portcullis' webhook itself (as kube-apiserver
 		// does, with its client certificate): no kube-apiserver cache between.

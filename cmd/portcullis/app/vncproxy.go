@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/pflag"
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/clock"
 
@@ -30,6 +31,9 @@ type VNCProxyOptions struct {
 	CertFile       string
 	KeyFile        string
 	Backend        string
+	// KubeVirtKubeconfig is the kubeconfig of the kubevirt backend (empty:
+	// the in-cluster ServiceAccount).
+	KubeVirtKubeconfig string
 	// WebhookKubeconfig selects the online verifier: every check is a
 	// TokenReview through Portcullis' webhook.
 	WebhookKubeconfig string
@@ -49,7 +53,8 @@ func (o *VNCProxyOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.MetricsAddress, "metrics-bind-address", "", "HOST:PORT for /metrics over plain HTTP (empty: not served).")
 	fs.StringVar(&o.CertFile, "tls-cert-file", "", "Serving certificate (PEM).")
 	fs.StringVar(&o.KeyFile, "tls-private-key-file", "", "Serving key (PEM).")
-	fs.StringVar(&o.Backend, "backend", "", "Where VNC consoles are: map:FILE (a YAML map of NAMESPACE/VM to tcp:HOST:PORT or unix:/PATH).")
+	fs.StringVar(&o.Backend, "backend", "", "Where VNC consoles are: kubevirt (KubeVirt's virtualmachineinstances/vnc websocket on kube-apiserver, with the proxy's own credentials) or map:FILE (a YAML map of NAMESPACE/VM to tcp:HOST:PORT or unix:/PATH).")
+	fs.StringVar(&o.KubeVirtKubeconfig, "kubevirt-kubeconfig", "", "The kubevirt backend's kubeconfig (default: the in-cluster ServiceAccount). RBAC must let it get subresources.kubevirt.io virtualmachineinstances/vnc.")
 	fs.StringVar(&o.WebhookKubeconfig, "webhook-kubeconfig", "", "Online verification: the kubeconfig of Portcullis' webhook (init writes webhook.kubeconfig).")
 	fs.StringVar(&o.IssuerKubeconfig, "issuer-kubeconfig", "", "Offline verification: a kubeconfig for the issuer API (JWKS, and get/list/watch on revocations).")
 	fs.StringVar(&o.Issuer, "issuer", "", "Offline verification: the tokens' iss.")
@@ -65,8 +70,14 @@ func (o *VNCProxyOptions) Validate() error {
 	if o.CertFile == "" || o.KeyFile == "" {
 		errs = append(errs, errors.New("--tls-cert-file and --tls-private-key-file are required"))
 	}
-	if !strings.HasPrefix(o.Backend, "map:") || len(o.Backend) == len("map:") {
-		errs = append(errs, fmt.Errorf("--backend %q: only map:FILE is built", o.Backend))
+	switch {
+	case o.Backend == "kubevirt":
+	case strings.HasPrefix(o.Backend, "map:") && len(o.Backend) > len("map:"):
+		if o.KubeVirtKubeconfig != "" {
+			errs = append(errs, errors.New("--kubevirt-kubeconfig is for --backend kubevirt"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("--backend %q: give kubevirt or map:FILE", o.Backend))
 	}
 	switch {
 	case (o.WebhookKubeconfig == "") == (o.IssuerKubeconfig == ""):
@@ -105,7 +116,7 @@ func NewVNCProxy(ctx context.Context, o *VNCProxyOptions, log, audit *slog.Logge
 			p.close()
 		}
 	}()
-	backend, err := console.LoadMap(strings.TrimPrefix(o.Backend, "map:"))
+	backend, err := consoleBackend(o)
 	if err != nil {
 		return nil, err
 	}
@@ -143,6 +154,25 @@ func NewVNCProxy(ctx context.Context, o *VNCProxyOptions, log, audit *slog.Logge
 		p.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	}
 	return p, nil
+}
+
+// consoleBackend is where --backend says the consoles are.
+func consoleBackend(o *VNCProxyOptions) (console.Backend, error) {
+	if o.Backend != "kubevirt" {
+		return console.LoadMap(strings.TrimPrefix(o.Backend, "map:"))
+	}
+	var cfg *rest.Config
+	var err error
+	if o.KubeVirtKubeconfig == "" {
+		cfg, err = rest.InClusterConfig()
+	} else {
+		cfg, err = clientcmd.BuildConfigFromFlags("", o.KubeVirtKubeconfig)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("vnc-proxy: kubevirt backend: %w", err)
+	}
+	cfg.UserAgent = "portcullis-vnc-proxy"
+	return console.NewKubeVirt(cfg)
 }
 
 func (p *VNCProxy) verifier(ctx context.Context, o *VNCProxyOptions, clk clock.PassiveClock) (console.Verifier, error) {

@@ -297,3 +297,38 @@ func TestVNCProxySessionEndsWhenItsKeyIsRetired(t *testing.T) {
 	}
 	t.Logf("the session closed %v after the retirement returned", took.Round(time.Millisecond))
 }
+
+// TestVNCProxyOptionsValidate: the backend and verifier flags that make a
+// proxy, and the ones that do not.
+func TestVNCProxyOptionsValidate(t *testing.T) {
+	base := func() *VNCProxyOptions {
+		o := &VNCProxyOptions{}
+		o.AddFlags(pflag.NewFlagSet("vnc-proxy", pflag.ContinueOnError))
+		o.CertFile, o.KeyFile, o.WebhookKubeconfig = "tls.crt", "tls.key", "webhook.kubeconfig"
+		return o
+	}
+	for _, tc := range []struct {
+		name    string
+		change  func(*VNCProxyOptions)
+		wantErr string
+	}{
+		{"map backend", func(o *VNCProxyOptions) { o.Backend = "map:consoles.yaml" }, ""},
+		{"kubevirt backend, in cluster", func(o *VNCProxyOptions) { o.Backend = "kubevirt" }, ""},
+		{"kubevirt backend, kubeconfig", func(o *VNCProxyOptions) { o.Backend, o.KubeVirtKubeconfig = "kubevirt", "proxy.kubeconfig" }, ""},
+		{"no backend", func(o *VNCProxyOptions) {}, "--backend"},
+		{"map without a file", func(o *VNCProxyOptions) { o.Backend = "map:" }, "--backend"},
+		{"unknown backend", func(o *VNCProxyOptions) { o.Backend = "libvirt" }, "--backend"},
+		{"kubevirt kubeconfig with the map backend", func(o *VNCProxyOptions) { o.Backend, o.KubeVirtKubeconfig = "map:c.yaml", "k" }, "--kubevirt-kubeconfig"},
+		{"both verifiers", func(o *VNCProxyOptions) { o.Backend, o.IssuerKubeconfig, o.Issuer = "kubevirt", "i", "https://iss" }, "exactly one"},
+		{"offline without --issuer", func(o *VNCProxyOptions) { o.Backend, o.WebhookKubeconfig, o.IssuerKubeconfig = "kubevirt", "", "i" }, "--issuer"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			o := base()
+			tc.change(o)
+			err := o.Validate()
+			if (err == nil) != (tc.wantErr == "") || (err != nil && !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("Validate() = %v, want an error naming %q", err, tc.wantErr)
+			}
+		})
+	}
+}
