@@ -27,10 +27,19 @@ func TestDeployManifestsDryRun(t *testing.T) {
 			}
 		}
 	}
+	out, err := c.kubectl(api, adminToken, "apply", "--dry-run=server", "-k", filepath.Join(root, "vnc-proxy"))
+	if err != nil {
+		t.Fatalf("vnc-proxy: %v\n%s", err, out)
+	}
+	for _, want := range []string{"deployment.apps/portcullis-vnc-proxy", "clusterrole.rbac.authorization.k8s.io/portcullis:vnc-proxy", "service/portcullis-vnc-proxy"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("vnc-proxy: %q missing from\n%s", want, out)
+		}
+	}
 	// ServiceAccount admission wants kube-system's default account, which
 	// kube-controller-manager (not run here) creates.
 	c.apply(api, "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: default, namespace: kube-system}\n")
-	out, err := c.kubectl(api, adminToken, "apply", "--dry-run=server", "-f", filepath.Join(root, "control-plane", "portcullis-webhook.yaml"))
+	out, err = c.kubectl(api, adminToken, "apply", "--dry-run=server", "-f", filepath.Join(root, "control-plane", "portcullis-webhook.yaml"))
 	if err != nil || !strings.Contains(out, "pod/portcullis-webhook") {
 		t.Fatalf("control-plane static pod: %q %v", out, err)
 	}

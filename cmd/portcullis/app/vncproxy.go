@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -50,7 +51,7 @@ type VNCProxyOptions struct {
 // AddFlags binds the options to fs.
 func (o *VNCProxyOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.BindAddress, "bind-address", ":8443", "HOST:PORT the proxy serves TLS websockets on.")
-	fs.StringVar(&o.MetricsAddress, "metrics-bind-address", "", "HOST:PORT for /metrics over plain HTTP (empty: not served).")
+	fs.StringVar(&o.MetricsAddress, "metrics-bind-address", "", "HOST:PORT for /metrics, /healthz and /readyz over plain HTTP (empty: not served).")
 	fs.StringVar(&o.CertFile, "tls-cert-file", "", "Serving certificate (PEM).")
 	fs.StringVar(&o.KeyFile, "tls-private-key-file", "", "Serving key (PEM).")
 	fs.StringVar(&o.Backend, "backend", "", "Where VNC consoles are: kubevirt (KubeVirt's virtualmachineinstances/vnc websocket on kube-apiserver, with the proxy's own credentials) or map:FILE (a YAML map of NAMESPACE/VM to tcp:HOST:PORT or unix:/PATH).")
@@ -97,12 +98,24 @@ type VNCProxy struct {
 	server   *http.Server
 	listener net.Listener
 	metrics  *http.Server
+	// ready reports whether the verifier can answer (offline: the
+	// revocations were listed once).
+	ready    func() bool
 	metricsL net.Listener
 	closers  []func()
 }
 
 // Addr is the address the proxy serves on.
 func (p *VNCProxy) Addr() net.Addr { return p.listener.Addr() }
+
+// MetricsAddr is the address of /metrics, /healthz and /readyz (nil when
+// not served).
+func (p *VNCProxy) MetricsAddr() net.Addr {
+	if p.metricsL == nil {
+		return nil
+	}
+	return p.metricsL.Addr()
+}
 
 // NewVNCProxy builds the proxy and binds its listeners; Run serves them.
 // ctx bounds the offline verifier's watches.
@@ -151,6 +164,8 @@ func NewVNCProxy(ctx context.Context, o *VNCProxyOptions, log, audit *slog.Logge
 		}
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok") })
+		mux.HandleFunc("GET /readyz", p.serveReadyz)
 		p.metrics = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	}
 	return p, nil
@@ -190,7 +205,22 @@ func (p *VNCProxy) verifier(ctx context.Context, o *VNCProxyOptions, clk clock.P
 	if err != nil {
 		return nil, fmt.Errorf("vnc-proxy: %w", err)
 	}
-	return vncproxy.NewOffline(ctx, vncproxy.OfflineConfig{Issuer: cfg, Iss: o.Issuer, Audience: o.Audience, Clock: clk})
+	offline, err := vncproxy.NewOffline(ctx, vncproxy.OfflineConfig{Issuer: cfg, Iss: o.Issuer, Audience: o.Audience, Clock: clk})
+	if err != nil {
+		return nil, err
+	}
+	p.ready = offline.Synced
+	return offline, nil
+}
+
+// serveReadyz answers 200 once the verifier can answer: online at once,
+// offline when the revocations were listed.
+func (p *VNCProxy) serveReadyz(w http.ResponseWriter, _ *http.Request) {
+	if p.ready != nil && !p.ready() {
+		http.Error(w, "revocations not listed yet", http.StatusServiceUnavailable)
+		return
+	}
+	io.WriteString(w, "ok")
 }
 
 // Run serves until ctx is done, then ends every session.

@@ -63,6 +63,8 @@ type proxyUnderTest struct {
 	h     *harness
 	addr  string
 	audit *testutil.Buffer
+	// metrics is the plain-HTTP address of /metrics, /healthz and /readyz.
+	metrics string
 }
 
 func startVNCProxy(t *testing.T, h *harness, offline bool, clk clock.WithTicker) *proxyUnderTest {
@@ -73,7 +75,7 @@ func startVNCProxy(t *testing.T, h *harness, offline bool, clk clock.WithTicker)
 	}
 	o := &VNCProxyOptions{}
 	o.AddFlags(pflag.NewFlagSet("vnc-proxy", pflag.ContinueOnError)) // the defaults
-	o.BindAddress, o.Backend = "127.0.0.1:0", "map:"+mapFile
+	o.BindAddress, o.MetricsAddress, o.Backend = "127.0.0.1:0", "127.0.0.1:0", "map:"+mapFile
 	o.CertFile, o.KeyFile = filepath.Join(h.dir, "serving.crt"), filepath.Join(h.dir, "serving.key")
 	o.AllowedOrigins = []string{"https://console.example"}
 	if offline {
@@ -96,7 +98,39 @@ func startVNCProxy(t *testing.T, h *harness, offline bool, clk clock.WithTicker)
 			t.Error(err)
 		}
 	})
-	return &proxyUnderTest{t: t, h: h, addr: p.Addr().String(), audit: audit}
+	return &proxyUnderTest{t: t, h: h, addr: p.Addr().String(), audit: audit, metrics: p.MetricsAddr().String()}
+}
+
+// get fetches path from the proxy's plain-HTTP metrics listener.
+func (p *proxyUnderTest) get(path string) string {
+	p.t.Helper()
+	resp, err := http.Get("http://" + p.metrics + path)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		p.t.Fatalf("GET %s: %d %s", path, resp.StatusCode, body)
+	}
+	return string(body)
+}
+
+// waitReady waits until /readyz answers 200 (offline: the revocations
+// were listed).
+func (p *proxyUnderTest) waitReady() {
+	p.t.Helper()
+	for range 400 {
+		resp, err := http.Get("http://" + p.metrics + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	p.t.Fatal("vnc-proxy never became ready")
 }
 
 // dial opens /vnc/vms/<vm> with the token in the Authorization header, or
@@ -197,6 +231,7 @@ func TestVNCProxySessionsFollowTheirToken(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			h := startServer(t, nil)
 			p := startVNCProxy(t, h, mode == "offline", clock.RealClock{})
+			p.waitReady()
 			_, token, _ := h.vncGet(adminBase, "vm1", "?duration=1h")
 			header := p.open(token, nil)
 			browser := p.open(token, http.Header{"Origin": {"https://console.example"}})
@@ -214,6 +249,12 @@ func TestVNCProxySessionsFollowTheirToken(t *testing.T) {
 			}
 			if !strings.Contains(p.audit.String(), `"msg":"vnc-session-ended"`) || !strings.Contains(p.audit.String(), `"reason":"token_refused"`) {
 				t.Fatalf("no audit line for the session ended by revocation:\n%s", p.audit)
+			}
+			metricsText := p.get("/metrics")
+			for _, want := range []string{"portcullis_vnc_proxy_sessions_opened_total 2", `portcullis_vnc_proxy_sessions_ended_total{reason="token_refused"} 2`} {
+				if !strings.Contains(metricsText, want) {
+					t.Fatalf("/metrics has no %q:\n%s", want, metricsText)
+				}
 			}
 		})
 	}
