@@ -6,7 +6,6 @@ package console
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,6 +30,13 @@ type Verifier interface {
 	Check(ctx context.Context, token, namespace, name string) error
 }
 
+// Claimer uses up single-use tokens: vncproxy.Claims creates a TokenClaim
+// at the issuer, so a token opens one session across every proxy.
+type Claimer interface {
+	// Claim returns nil the first time, vncproxy.ErrClaimed after.
+	Claim(ctx context.Context, token string) error
+}
+
 // DefaultRecheck is how often a live session's token is checked again.
 const DefaultRecheck = 250 * time.Millisecond
 
@@ -42,6 +48,9 @@ const DefaultUnavailableGrace = 5 * time.Second
 type Options struct {
 	Verifier Verifier
 	Backend  Backend
+	// Claimer, when set, lets single-use tokens open their one session;
+	// without it they are refused.
+	Claimer Claimer
 	// AllowedOrigins are browser origins (scheme://host[:port]) allowed
 	// besides the proxy's own.
 	AllowedOrigins []string
@@ -183,7 +192,7 @@ func (p *Proxy) serveVNC(w http.ResponseWriter, r *http.Request) {
 		p.refuse(w, r, http.StatusServiceUnavailable, refusedUnavailable, err)
 		return
 	}
-	jti, expiry, err := verifiedClaims(token)
+	claims, expiry, err := verifiedClaims(token)
 	if err != nil { // checked just above: only a verifier bug gets here
 		p.refuse(w, r, http.StatusUnauthorized, refusedToken, errors.New("the token is not good"))
 		return
@@ -192,6 +201,10 @@ func (p *Proxy) serveVNC(w http.ResponseWriter, r *http.Request) {
 		// The verifier allows for clock skew; a session ends at exp on this
 		// proxy's clock, and so a new one does not open after it.
 		p.refuse(w, r, http.StatusUnauthorized, refusedToken, errors.New("the token expired"))
+		return
+	}
+	if claims.Private.SingleUse && p.opts.Claimer == nil {
+		p.refuse(w, r, http.StatusForbidden, refusedSingleUse, errors.New("this proxy cannot claim single-use tokens (it has no --issuer-kubeconfig)"))
 		return
 	}
 	conn, err := p.opts.Backend.Dial(r.Context(), ns, vm)
@@ -203,6 +216,24 @@ func (p *Proxy) serveVNC(w http.ResponseWriter, r *http.Request) {
 		p.refuse(w, r, http.StatusBadGateway, refusedBackendError, err)
 		return
 	}
+	// A single-use token is used up only once its console is reachable.
+	if claims.Private.SingleUse {
+		switch err := p.opts.Claimer.Claim(r.Context(), token); {
+		case errors.Is(err, vncproxy.ErrClaimed):
+			conn.Close()
+			p.refuse(w, r, http.StatusUnauthorized, refusedUsed, errors.New("this single-use token already opened a session"))
+			return
+		case errors.Is(err, vncproxy.ErrNotAuthenticated):
+			conn.Close()
+			p.refuse(w, r, http.StatusUnauthorized, refusedToken, errors.New("the token is not good: invalid, expired or revoked"))
+			return
+		case err != nil:
+			conn.Close()
+			w.Header().Set("Retry-After", "1")
+			p.refuse(w, r, http.StatusServiceUnavailable, refusedUnavailable, err)
+			return
+		}
+	}
 	ws, err := p.upgrader.Upgrade(w, r, nil)
 	if err != nil {
 		conn.Close()
@@ -211,7 +242,7 @@ func (p *Proxy) serveVNC(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	s := &session{proxy: p, ws: ws, vm: conn, token: token, jti: jti, namespace: ns, name: vm, expiry: expiry, done: make(chan struct{})}
+	s := &session{proxy: p, ws: ws, vm: conn, token: token, jti: claims.ID, namespace: ns, name: vm, expiry: expiry, done: make(chan struct{})}
 	if !p.track(s) {
 		s.end(endShutdown)
 		return
@@ -235,22 +266,17 @@ func (p *Proxy) untrack(s *session) {
 	p.mu.Unlock()
 }
 
-// verifiedClaims reads the jti and exp of a token whose signature was
-// verified.
-func verifiedClaims(token string) (string, time.Time, error) {
-	parts := strings.Split(token, ".")
-	if len(parts) != 3 {
-		return "", time.Time{}, errors.New("console: not a compact JWS")
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(parts[1])
+// verifiedClaims reads the claims of a token whose signature was verified:
+// its jti, exp and whether it is single-use.
+func verifiedClaims(token string) (*tokenfmt.Claims, time.Time, error) {
+	c, err := tokenfmt.DecodeCompact(token)
 	if err != nil {
-		return "", time.Time{}, err
+		return nil, time.Time{}, err
 	}
-	c, err := tokenfmt.Decode(raw)
-	if err != nil || c.Expiry == nil {
-		return "", time.Time{}, errors.New("console: no exp")
+	if c.Expiry == nil {
+		return nil, time.Time{}, errors.New("console: no exp")
 	}
-	return c.ID, tokenfmt.Time(c.Expiry), nil
+	return c, tokenfmt.Time(c.Expiry), nil
 }
 
 // isClosedConn reports errors that only say a connection was closed.

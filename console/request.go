@@ -29,6 +29,8 @@ const (
 	refusedUnavailable  = "verifier_unavailable"
 	refusedNoConsole    = "no_console"
 	refusedBackendError = "backend_unreachable"
+	refusedSingleUse    = "single_use_unsupported"
+	refusedUsed         = "single_use_used"
 )
 
 var (

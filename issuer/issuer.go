@@ -56,6 +56,8 @@ type Request struct {
 	// signed claims, and they can be revoked only by subject marks and keys
 	// (VNC tokens: per VM). No store write per token.
 	Stateless bool
+	// SingleUse marks a VNC token that opens at most one console session.
+	SingleUse bool
 }
 
 // Token is a minted token and what was recorded about it.
@@ -146,7 +148,7 @@ func (m *Minter) Mint(ctx context.Context, req Request) (*Token, error) {
 		IssuedAt:   token.NumericDate(now),
 		NotBefore:  token.NumericDate(now),
 		ID:         jti,
-		Private:    token.Private{Kind: string(req.Kind), Name: req.Name},
+		Private:    token.Private{Kind: string(req.Kind), Name: req.Name, SingleUse: req.SingleUse},
 		Kubernetes: req.Kubernetes,
 	}
 	if req.Stateless {

@@ -27,7 +27,7 @@ Usage:
   portcullis serve   --config DIR/portcullis.yaml [flags]    answer TokenReviews and serve the issuer API
   portcullis token create NAME -n NS [--audience A] [--duration 1h]   mint a service account token
   portcullis revoke  --jti JTI | --subject USER [--reason R]   revoke tokens
-  portcullis vnc NAMESPACE/VM [--duration 1h] [--open] | vnc revoke NAMESPACE/VM   VNC console tokens of a VM (--open: the console page's URL)
+  portcullis vnc NAMESPACE/VM [--duration 1h] [--single-use] [--open] | vnc revoke NAMESPACE/VM   VNC console tokens of a VM (--open: the console page's URL)
   portcullis vnc-proxy --backend kubevirt|map:FILE --webhook-kubeconfig F | --issuer-kubeconfig F --issuer ISS [flags]   VNC console websocket proxy
   portcullis verify --vm NAMESPACE/VM [--kubeconfig webhook.kubeconfig] TOKEN   is TOKEN good for the VM? (exit status)
   portcullis keys list | rotate [--algorithm A] [--now] | retire KID | prune [KID…]   manage signing keys

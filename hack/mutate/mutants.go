@@ -110,6 +110,12 @@ var mutants = []mutant{
 		"\t\t\t} else {\n\t\t\t\ts.end(endRefused)\n\t\t\t}\n\t\t\treturn", "\t\t\t} else {\n\t\t\t\tcontinue\n\t\t\t}\n\t\t\treturn"},
 	{"console: a token past exp on the proxy's clock opens nothing", "console/proxy.go",
 		`if !p.opts.Clock.Now().Before(expiry) {`, `if false {`},
+	{"console: a single-use token is claimed before its session opens", "console/proxy.go",
+		`switch err := p.opts.Claimer.Claim(r.Context(), token); {`, `switch err := error(nil); {`},
+	{"claims: a claim is recorded, once", "issuer/claims/claims.go",
+		`switch err := r.records.CreateRecord(ctx, rec); {`, `switch err := error(nil); {`},
+	{"claims: only single-use tokens are claimed", "issuer/claims/claims.go",
+		`|| !c.Private.SingleUse ||`, `|| false ||`},
 	{"console: a session ends at its token's expiry", "console/session.go",
 		"case <-expiry.C():\n\t\t\ts.end(endExpired)\n\t\t\treturn", "case <-expiry.C():\n\t\t\tcontinue"},
 

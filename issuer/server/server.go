@@ -24,11 +24,13 @@ import (
 
 	"k8s.io/component-base/compatibility"
 	"k8s.io/utils/clock"
+
 	"portcullis.dev/portcullis/keys"
 
 	extv1 "portcullis.dev/portcullis/issuer/apis/ext/v1"
 	kubevirtv1 "portcullis.dev/portcullis/issuer/apis/kubevirt/v1"
 	v1alpha1 "portcullis.dev/portcullis/issuer/apis/portcullis/v1alpha1"
+	"portcullis.dev/portcullis/issuer/claims"
 	"portcullis.dev/portcullis/issuer/revocation"
 	"portcullis.dev/portcullis/issuer/server/openapi"
 	"portcullis.dev/portcullis/issuer/signingkeys"
@@ -63,6 +65,8 @@ type Options struct {
 	TokenRequest tokenrequest.Options
 	// Revoker serves the Revocation API.
 	Revoker revocation.Revoker
+	// Claims, when set, serves the TokenClaim API (single-use tokens).
+	Claims *claims.REST
 	// UserTokens, when set, serves the ext.cattle.io user Token API on these records.
 	UserTokens tokens.Records
 	// UserTokenOptions configures the user Token API.
@@ -147,6 +151,9 @@ func New(opts Options) (*Server, error) {
 	own.VersionedResourcesStorageMap[v1alpha1.SchemeGroupVersion.Version] = map[string]rest.Storage{
 		"revocations": revocation.New(opts.Revoker, opts.Clock, opts.Rand),
 		"signingkeys": signingkeys.New(opts.Keys, opts.Records, opts.Clock),
+	}
+	if opts.Claims != nil {
+		own.VersionedResourcesStorageMap[v1alpha1.SchemeGroupVersion.Version]["tokenclaims"] = opts.Claims
 	}
 	if err := generic.InstallAPIGroup(&own); err != nil {
 		return nil, fmt.Errorf("issuer: install %s: %w", v1alpha1.GroupName, err)

@@ -1,5 +1,5 @@
 // Package vnc is the VNC token front door: KubeVirt's token.kubevirt.io/v1
-// API. GET …/namespaces/{ns}/virtualmachines/{vm}/vnc?duration=… mints a
+// API. GET …/namespaces/{ns}/virtualmachines/{vm}/vnc?duration=…[&singleUse=true] mints a
 // console token for one VM; DELETE on the same path revokes every token of
 // that VM at once.
 package vnc
@@ -151,6 +151,18 @@ func (r *REST) ParseDuration(value string) (time.Duration, error) {
 	return d.Truncate(time.Second), nil
 }
 
+// parseSingleUse reads the singleUse query parameter: a single-use token
+// opens at most one console session, across every proxy.
+func parseSingleUse(value string) (bool, error) {
+	switch value {
+	case "", "false":
+		return false, nil
+	case "true":
+		return true, nil
+	}
+	return false, fmt.Errorf("singleUse %q: must be true or false", value)
+}
+
 func maxText(d time.Duration) string {
 	if d == MaxDuration {
 		return "2^32 seconds"
@@ -160,6 +172,11 @@ func maxText(d time.Duration) string {
 
 func (r *REST) mint(ctx context.Context, w http.ResponseWriter, req *http.Request, ns, vm string) {
 	d, err := r.ParseDuration(req.URL.Query().Get("duration"))
+	if err != nil {
+		status.Write(w, apierrors.NewBadRequest(err.Error()))
+		return
+	}
+	singleUse, err := parseSingleUse(req.URL.Query().Get("singleUse"))
 	if err != nil {
 		status.Write(w, apierrors.NewBadRequest(err.Error()))
 		return
@@ -192,6 +209,7 @@ func (r *REST) mint(ctx context.Context, w http.ResponseWriter, req *http.Reques
 		// Revoked per VM (a mark on its identity) or by key, never one by
 		// one: no store write per token.
 		Stateless:  true,
+		SingleUse:  singleUse,
 		Kubernetes: &token.Kubernetes{Namespace: ns, ServiceAccount: saClaim},
 	})
 	if err != nil {

@@ -24,6 +24,7 @@ import (
 	"portcullis.dev/portcullis/authn"
 	"portcullis.dev/portcullis/config"
 	"portcullis.dev/portcullis/issuer"
+	"portcullis.dev/portcullis/issuer/claims"
 	"portcullis.dev/portcullis/issuer/server"
 	"portcullis.dev/portcullis/issuer/tokenrequest"
 	"portcullis.dev/portcullis/issuer/vnc"
@@ -227,6 +228,7 @@ func newServer(cfg *config.Config, log *slog.Logger, clk clock.PassiveClock, ran
 		Minter:             minter,
 		TokenRequest:       c.TokenRequest,
 		Revoker:            s.revocations,
+		Claims:             claims.New(verifier, s.revocations, cfg.VNC.Audience, clk),
 		Keys:               s.keys,
 		VNC:                c.VNC,
 		Records:            s.revocations,

@@ -19,6 +19,8 @@ import (
 type VNCOptions struct {
 	ClientOptions
 	Duration string
+	// SingleUse mints a token that opens one console session.
+	SingleUse bool
 	// Open prints the console page's URL, the token in its fragment.
 	Open bool
 	// ConsoleURL is vnc-proxy's base URL, for Open.
@@ -29,6 +31,7 @@ type VNCOptions struct {
 func (o *VNCOptions) AddFlags(fs *pflag.FlagSet) {
 	o.ClientOptions.AddFlags(fs)
 	fs.StringVar(&o.Duration, "duration", "", "Lifetime of the token, Go syntax (default 10m, at least 10m unless the server allows less).")
+	fs.BoolVar(&o.SingleUse, "single-use", false, "Mint a token that opens at most one console session (the proxy claims it at the issuer).")
 	fs.BoolVar(&o.Open, "open", false, "Print the URL of the VM's console page on vnc-proxy, with the token in the URL fragment (which browsers do not send to servers), instead of the bare token.")
 	fs.StringVar(&o.ConsoleURL, "console-url", os.Getenv("PORTCULLIS_CONSOLE_URL"), "vnc-proxy's base URL for --open, e.g. https://console.example:8443 (default $PORTCULLIS_CONSOLE_URL).")
 }
@@ -54,7 +57,7 @@ func RunVNC(ctx context.Context, o *VNCOptions, args []string, out io.Writer) er
 		method, args = http.MethodDelete, args[1:]
 	}
 	if len(args) != 1 {
-		return errors.New("usage: portcullis vnc NAMESPACE/VM [--duration 1h] [--open --console-url URL] | portcullis vnc revoke NAMESPACE/VM")
+		return errors.New("usage: portcullis vnc NAMESPACE/VM [--duration 1h] [--single-use] [--open --console-url URL] | portcullis vnc revoke NAMESPACE/VM")
 	}
 	ns, vm, ok := strings.Cut(args[0], "/")
 	if !ok || ns == "" || vm == "" {
@@ -79,8 +82,17 @@ func RunVNC(ctx context.Context, o *VNCOptions, args []string, out io.Writer) er
 		return err
 	}
 	u := strings.TrimSuffix(cfg.Host, "/") + "/apis/token.kubevirt.io/v1/namespaces/" + url.PathEscape(ns) + "/virtualmachines/" + url.PathEscape(vm) + "/vnc"
-	if o.Duration != "" && method == http.MethodGet {
-		u += "?duration=" + url.QueryEscape(o.Duration)
+	if method == http.MethodGet {
+		q := url.Values{}
+		if o.Duration != "" {
+			q.Set("duration", o.Duration)
+		}
+		if o.SingleUse {
+			q.Set("singleUse", "true")
+		}
+		if len(q) > 0 {
+			u += "?" + q.Encode()
+		}
 	}
 	req, err := http.NewRequestWithContext(ctx, method, u, nil)
 	if err != nil {

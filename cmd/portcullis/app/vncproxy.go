@@ -38,8 +38,9 @@ type VNCProxyOptions struct {
 	// WebhookKubeconfig selects the online verifier: every check is a
 	// TokenReview through Portcullis' webhook.
 	WebhookKubeconfig string
-	// IssuerKubeconfig selects the offline verifier: the JWKS and the
-	// revocation watch of the issuer API, with Issuer as the tokens' iss.
+	// IssuerKubeconfig is the issuer API: where single-use tokens are
+	// claimed, and, without WebhookKubeconfig, the offline verifier's JWKS
+	// and revocation watch, with Issuer as the tokens' iss.
 	IssuerKubeconfig string
 	Issuer           string
 	Audience         string
@@ -57,7 +58,7 @@ func (o *VNCProxyOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Backend, "backend", "", "Where VNC consoles are: kubevirt (KubeVirt's virtualmachineinstances/vnc websocket on kube-apiserver, with the proxy's own credentials) or map:FILE (a YAML map of NAMESPACE/VM to tcp:HOST:PORT or unix:/PATH).")
 	fs.StringVar(&o.KubeVirtKubeconfig, "kubevirt-kubeconfig", "", "The kubevirt backend's kubeconfig (default: the in-cluster ServiceAccount). RBAC must let it get subresources.kubevirt.io virtualmachineinstances/vnc.")
 	fs.StringVar(&o.WebhookKubeconfig, "webhook-kubeconfig", "", "Online verification: the kubeconfig of Portcullis' webhook (init writes webhook.kubeconfig).")
-	fs.StringVar(&o.IssuerKubeconfig, "issuer-kubeconfig", "", "Offline verification: a kubeconfig for the issuer API (JWKS, and get/list/watch on revocations).")
+	fs.StringVar(&o.IssuerKubeconfig, "issuer-kubeconfig", "", "A kubeconfig for the issuer API: single-use tokens are claimed there (create on tokenclaims); without --webhook-kubeconfig, offline verification too (JWKS, and get/list/watch on revocations). Without it, single-use tokens are refused.")
 	fs.StringVar(&o.Issuer, "issuer", "", "Offline verification: the tokens' iss.")
 	fs.StringVar(&o.Audience, "audience", token.VNCAudience, "VNC audience.")
 	fs.StringSliceVar(&o.AllowedOrigins, "allowed-origin", nil, "Browser origin (https://host[:port]) allowed besides the proxy's own; repeatable.")
@@ -81,10 +82,10 @@ func (o *VNCProxyOptions) Validate() error {
 		errs = append(errs, fmt.Errorf("--backend %q: give kubevirt or map:FILE", o.Backend))
 	}
 	switch {
-	case (o.WebhookKubeconfig == "") == (o.IssuerKubeconfig == ""):
-		errs = append(errs, errors.New("give exactly one of --webhook-kubeconfig (online) and --issuer-kubeconfig (offline)"))
-	case o.IssuerKubeconfig != "" && o.Issuer == "":
-		errs = append(errs, errors.New("--issuer is required with --issuer-kubeconfig"))
+	case o.WebhookKubeconfig == "" && o.IssuerKubeconfig == "":
+		errs = append(errs, errors.New("give --webhook-kubeconfig (online verification) or --issuer-kubeconfig (offline verification)"))
+	case o.WebhookKubeconfig == "" && o.Issuer == "":
+		errs = append(errs, errors.New("--issuer is required for offline verification (--issuer-kubeconfig without --webhook-kubeconfig)"))
 	}
 	if o.Recheck <= 0 {
 		errs = append(errs, errors.New("--recheck-interval must be positive"))
@@ -137,9 +138,19 @@ func NewVNCProxy(ctx context.Context, o *VNCProxyOptions, log, audit *slog.Logge
 	if err != nil {
 		return nil, err
 	}
+	var claimer console.Claimer
+	if o.IssuerKubeconfig != "" {
+		cfg, err := clientcmd.BuildConfigFromFlags("", o.IssuerKubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("vnc-proxy: %w", err)
+		}
+		if claimer, err = vncproxy.NewClaims(cfg, o.Audience); err != nil {
+			return nil, err
+		}
+	}
 	reg := prometheus.NewRegistry()
 	p.proxy, err = console.New(console.Options{
-		Verifier: verifier, Backend: backend, AllowedOrigins: o.AllowedOrigins, Recheck: o.Recheck,
+		Verifier: verifier, Backend: backend, Claimer: claimer, AllowedOrigins: o.AllowedOrigins, Recheck: o.Recheck,
 		Clock: clk, Log: log, Audit: audit, Metrics: metrics.NewConsole(reg),
 	})
 	if err != nil {

@@ -67,7 +67,7 @@ type proxyUnderTest struct {
 	metrics string
 }
 
-func startVNCProxy(t *testing.T, h *harness, offline bool, clk clock.WithTicker) *proxyUnderTest {
+func startVNCProxy(t *testing.T, h *harness, offline bool, clk clock.WithTicker, configure ...func(*VNCProxyOptions)) *proxyUnderTest {
 	t.Helper()
 	mapFile := filepath.Join(t.TempDir(), "consoles.yaml")
 	if err := os.WriteFile(mapFile, []byte("vms/vm1: tcp:"+startRFBServer(t)+"\n"), 0o600); err != nil {
@@ -82,6 +82,9 @@ func startVNCProxy(t *testing.T, h *harness, offline bool, clk clock.WithTicker)
 		o.IssuerKubeconfig, o.Issuer = filepath.Join(h.dir, AdminKubeconfig), h.cfg.Issuer
 	} else {
 		o.WebhookKubeconfig = filepath.Join(h.dir, WebhookKubeconfig)
+	}
+	for _, c := range configure {
+		c(o)
 	}
 	audit := &testutil.Buffer{}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -114,6 +117,24 @@ func (p *proxyUnderTest) get(path string) string {
 		p.t.Fatalf("GET %s: %d %s", path, resp.StatusCode, body)
 	}
 	return string(body)
+}
+
+// waitMetrics polls /metrics until it has every line in want.
+func (p *proxyUnderTest) waitMetrics(want ...string) {
+	p.t.Helper()
+	var text string
+	for range 400 {
+		text = p.get("/metrics")
+		missing := false
+		for _, w := range want {
+			missing = missing || !strings.Contains(text, w)
+		}
+		if !missing {
+			return
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	p.t.Fatalf("/metrics never had %q:\n%s", want, text)
 }
 
 // waitReady waits until /readyz answers 200 (offline: the revocations
@@ -250,12 +271,9 @@ func TestVNCProxySessionsFollowTheirToken(t *testing.T) {
 			if !strings.Contains(p.audit.String(), `"msg":"vnc-session-ended"`) || !strings.Contains(p.audit.String(), `"reason":"token_refused"`) {
 				t.Fatalf("no audit line for the session ended by revocation:\n%s", p.audit)
 			}
-			metricsText := p.get("/metrics")
-			for _, want := range []string{"portcullis_vnc_proxy_sessions_opened_total 2", `portcullis_vnc_proxy_sessions_ended_total{reason="token_refused"} 2`} {
-				if !strings.Contains(metricsText, want) {
-					t.Fatalf("/metrics has no %q:\n%s", want, metricsText)
-				}
-			}
+			// A session is counted as ended once both its relays stopped,
+			// which may be after its client read the close frame.
+			p.waitMetrics("portcullis_vnc_proxy_sessions_opened_total 2", `portcullis_vnc_proxy_sessions_ended_total{reason="token_refused"} 2`)
 		})
 	}
 }
@@ -360,7 +378,8 @@ func TestVNCProxyOptionsValidate(t *testing.T) {
 		{"map without a file", func(o *VNCProxyOptions) { o.Backend = "map:" }, "--backend"},
 		{"unknown backend", func(o *VNCProxyOptions) { o.Backend = "libvirt" }, "--backend"},
 		{"kubevirt kubeconfig with the map backend", func(o *VNCProxyOptions) { o.Backend, o.KubeVirtKubeconfig = "map:c.yaml", "k" }, "--kubevirt-kubeconfig"},
-		{"both verifiers", func(o *VNCProxyOptions) { o.Backend, o.IssuerKubeconfig, o.Issuer = "kubevirt", "i", "https://iss" }, "exactly one"},
+		{"online, claiming at the issuer", func(o *VNCProxyOptions) { o.Backend, o.IssuerKubeconfig = "kubevirt", "i" }, ""},
+		{"no verifier", func(o *VNCProxyOptions) { o.Backend, o.WebhookKubeconfig = "kubevirt", "" }, "--webhook-kubeconfig"},
 		{"offline without --issuer", func(o *VNCProxyOptions) { o.Backend, o.WebhookKubeconfig, o.IssuerKubeconfig = "kubevirt", "", "i" }, "--issuer"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -371,5 +390,100 @@ func TestVNCProxyOptionsValidate(t *testing.T) {
 				t.Fatalf("Validate() = %v, want an error naming %q", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// claimTokenClaim creates a TokenClaim at the issuer as the admin and
+// returns the HTTP status.
+func (h *harness) claimTokenClaim(token, query string) int {
+	h.t.Helper()
+	body := `{"apiVersion":"portcullis.dev/v1alpha1","kind":"TokenClaim","spec":{"token":"` + token + `"}}`
+	resp, err := h.adminHTTP().Post(h.issuerURL("/apis/portcullis.dev/v1alpha1/tokenclaims"+query), "application/json", strings.NewReader(body))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	answer, _ := io.ReadAll(resp.Body)
+	if strings.Contains(string(answer), token) {
+		h.t.Fatalf("the TokenClaim answer echoes the token: %s", answer)
+	}
+	return resp.StatusCode
+}
+
+// TestVNCProxySingleUse: a single-use token opens one session across
+// proxies (the claim is at the issuer, not in a proxy); other tokens open
+// many; a proxy that cannot claim refuses single-use tokens.
+func TestVNCProxySingleUse(t *testing.T) {
+	h := startServer(t, nil)
+	claimAtIssuer := func(o *VNCProxyOptions) { o.IssuerKubeconfig = filepath.Join(h.dir, AdminKubeconfig) }
+	online := startVNCProxy(t, h, false, clock.RealClock{}, claimAtIssuer)
+	offline := startVNCProxy(t, h, true, clock.RealClock{})
+	offline.waitReady()
+	cannotClaim := startVNCProxy(t, h, false, clock.RealClock{})
+
+	if code, _, msg := h.vncGet(adminBase, "vm1", "?singleUse=maybe"); code != http.StatusBadRequest {
+		t.Fatalf("singleUse=maybe: %d %s, want 400", code, msg)
+	}
+	var minted strings.Builder
+	o := &VNCOptions{ClientOptions: ClientOptions{Kubeconfig: filepath.Join(h.dir, AdminKubeconfig)}, Duration: "1h", SingleUse: true}
+	if err := RunVNC(context.Background(), o, []string{"vms/vm1"}, &minted); err != nil {
+		t.Fatal(err)
+	}
+	once := h.remember(strings.TrimSpace(minted.String()))
+	if _, resp, err := cannotClaim.dial("vm1", once, "", nil); err == nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a proxy without the issuer API took a single-use token: %v (%s)", err, status(resp))
+	}
+	session := online.open(once, nil)
+	for name, p := range map[string]*proxyUnderTest{"the other proxy": offline, "the same proxy": online} {
+		_, resp, err := p.dial("vm1", once, "", nil)
+		if err == nil || resp.StatusCode != http.StatusUnauthorized || !strings.Contains(status(resp), "already opened a session") {
+			t.Fatalf("%s: a used single-use token: %v (%s), want 401", name, err, status(resp))
+		}
+	}
+	// The one session lives on, and follows its token like any other.
+	if err := session.WriteMessage(websocket.BinaryMessage, []byte("still here")); err != nil {
+		t.Fatal(err)
+	}
+	if got := readBinary(t, session); got != "still here" {
+		t.Fatalf("the single-use session: %q", got)
+	}
+	_, many, _ := h.vncGet(adminBase, "vm1", "?duration=1h")
+	online.open(many, nil)
+	offline.open(many, nil)
+	online.open(many, nil)
+	h.revokeVM("vm1")
+	if ce, _ := waitClosed(t, session); ce.Code != websocket.ClosePolicyViolation {
+		t.Fatalf("the single-use session after revocation: %d %q", ce.Code, ce.Text)
+	}
+
+	// The TokenClaim API itself, with good tokens of a VM not revoked.
+	_, fresh, _ := h.vncGet(adminBase, "vm2", "?duration=1h&singleUse=true")
+	_, reusable, _ := h.vncGet(adminBase, "vm2", "?duration=1h")
+	for _, tc := range []struct {
+		name, token, query string
+		code               int
+	}{
+		{"a token that is not single-use", reusable, "", http.StatusUnprocessableEntity},
+		{"not a token", "x.y.z", "", http.StatusUnprocessableEntity},
+		{"a dry run", fresh, "?dryRun=All", http.StatusCreated},
+		{"the first claim (the dry run recorded nothing)", fresh, "", http.StatusCreated},
+		{"the second claim", fresh, "", http.StatusConflict},
+	} {
+		if code := h.claimTokenClaim(tc.token, tc.query); code != tc.code {
+			t.Fatalf("%s: %d, want %d", tc.name, code, tc.code)
+		}
+	}
+	// Standalone, only the admin groups may claim (cluster-connected: RBAC,
+	// create on tokenclaims.portcullis.dev).
+	h.writeCert("alice", "alice", "developers")
+	_, other, _ := h.vncGet(adminBase, "vm2", "?duration=1h&singleUse=true")
+	resp, err := h.httpClient("alice").Post(h.issuerURL("/apis/portcullis.dev/v1alpha1/tokenclaims"), "application/json",
+		strings.NewReader(`{"apiVersion":"portcullis.dev/v1alpha1","kind":"TokenClaim","spec":{"token":"`+other+`"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("a non-admin claimed a token: %d, want 403", resp.StatusCode)
 	}
 }

@@ -349,6 +349,9 @@ func GetOpenAPIDefinitions(ref common.ReferenceCallback) map[string]common.OpenA
 		v1alpha1.SigningKeyList{}.OpenAPIModelName():                   schema_issuer_apis_portcullis_v1alpha1_SigningKeyList(ref),
 		v1alpha1.SigningKeySpec{}.OpenAPIModelName():                   schema_issuer_apis_portcullis_v1alpha1_SigningKeySpec(ref),
 		v1alpha1.SigningKeyStatus{}.OpenAPIModelName():                 schema_issuer_apis_portcullis_v1alpha1_SigningKeyStatus(ref),
+		v1alpha1.TokenClaim{}.OpenAPIModelName():                       schema_issuer_apis_portcullis_v1alpha1_TokenClaim(ref),
+		v1alpha1.TokenClaimSpec{}.OpenAPIModelName():                   schema_issuer_apis_portcullis_v1alpha1_TokenClaimSpec(ref),
+		v1alpha1.TokenClaimStatus{}.OpenAPIModelName():                 schema_issuer_apis_portcullis_v1alpha1_TokenClaimStatus(ref),
 	}
 }
 
@@ -18355,6 +18358,111 @@ func schema_issuer_apis_portcullis_v1alpha1_SigningKeyStatus(ref common.Referenc
 					},
 				},
 				Required: []string{"state"},
+			},
+		},
+		Dependencies: []string{
+			metav1.Time{}.OpenAPIModelName()},
+	}
+}
+
+func schema_issuer_apis_portcullis_v1alpha1_TokenClaim(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "TokenClaim uses up a single-use token: a VNC proxy creates one before it opens a console session with such a token. Only the first claim of a token succeeds; every later one, at any proxy or Portcullis replica, is refused with 409 AlreadyExists. Like a TokenReview, the object is not stored: the issuer records the token's jti until the token expires, and never the token.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"kind": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"apiVersion": {
+						SchemaProps: spec.SchemaProps{
+							Description: "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"metadata": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(metav1.ObjectMeta{}.OpenAPIModelName()),
+						},
+					},
+					"spec": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1alpha1.TokenClaimSpec{}.OpenAPIModelName()),
+						},
+					},
+					"status": {
+						SchemaProps: spec.SchemaProps{
+							Default: map[string]interface{}{},
+							Ref:     ref(v1alpha1.TokenClaimStatus{}.OpenAPIModelName()),
+						},
+					},
+				},
+				Required: []string{"spec"},
+			},
+		},
+		Dependencies: []string{
+			metav1.ObjectMeta{}.OpenAPIModelName(), v1alpha1.TokenClaimSpec{}.OpenAPIModelName(), v1alpha1.TokenClaimStatus{}.OpenAPIModelName()},
+	}
+}
+
+func schema_issuer_apis_portcullis_v1alpha1_TokenClaimSpec(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "TokenClaimSpec holds the token to claim.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"token": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Token is the single-use token. It is checked as a review would, and not returned.",
+							Default:     "",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"audience": {
+						SchemaProps: spec.SchemaProps{
+							Description: "Audience is the audience the token must have (default: the VNC audience).",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+				},
+				Required: []string{"token"},
+			},
+		},
+	}
+}
+
+func schema_issuer_apis_portcullis_v1alpha1_TokenClaimStatus(ref common.ReferenceCallback) common.OpenAPIDefinition {
+	return common.OpenAPIDefinition{
+		Schema: spec.Schema{
+			SchemaProps: spec.SchemaProps{
+				Description: "TokenClaimStatus is what the issuer recorded.",
+				Type:        []string{"object"},
+				Properties: map[string]spec.Schema{
+					"jti": {
+						SchemaProps: spec.SchemaProps{
+							Description: "JTI is the claimed token's id.",
+							Type:        []string{"string"},
+							Format:      "",
+						},
+					},
+					"expiresAt": {
+						SchemaProps: spec.SchemaProps{
+							Description: "ExpiresAt is when the token, and the record of its claim, expire.",
+							Ref:         ref(metav1.Time{}.OpenAPIModelName()),
+						},
+					},
+				},
 			},
 		},
 		Dependencies: []string{

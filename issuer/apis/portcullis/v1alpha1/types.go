@@ -62,7 +62,7 @@ type RevocationList struct {
 // no conversion is needed.
 func AddToScheme(s *runtime.Scheme) error {
 	for _, gv := range []schema.GroupVersion{SchemeGroupVersion, {Group: GroupName, Version: runtime.APIVersionInternal}} {
-		s.AddKnownTypes(gv, &Revocation{}, &RevocationList{}, &SigningKey{}, &SigningKeyList{})
+		s.AddKnownTypes(gv, &Revocation{}, &RevocationList{}, &SigningKey{}, &SigningKeyList{}, &TokenClaim{})
 	}
 	metav1.AddToGroupVersion(s, SchemeGroupVersion)
 	return nil

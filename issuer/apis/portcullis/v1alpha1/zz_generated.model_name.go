@@ -48,3 +48,18 @@ func (in SigningKeySpec) OpenAPIModelName() string {
 func (in SigningKeyStatus) OpenAPIModelName() string {
 	return "dev.portcullis.v1alpha1.SigningKeyStatus"
 }
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in TokenClaim) OpenAPIModelName() string {
+	return "dev.portcullis.v1alpha1.TokenClaim"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in TokenClaimSpec) OpenAPIModelName() string {
+	return "dev.portcullis.v1alpha1.TokenClaimSpec"
+}
+
+// OpenAPIModelName returns the OpenAPI model name for this type.
+func (in TokenClaimStatus) OpenAPIModelName() string {
+	return "dev.portcullis.v1alpha1.TokenClaimStatus"
+}
