@@ -44,14 +44,15 @@ type OfflineConfig struct {
 
 // JWKSRefresh is how often the offline verifier fetches the JWKS, whatever
 // its Cache-Control allows: a retired key leaves the set at once, so live
-// sessions it signed end within this (plus the cache's one-second tick and a
-// session's recheck). The fetch is a small GET to the issuer.
-const JWKSRefresh = time.Second
+// sessions it signed end within this plus a session's recheck (under a
+// second). The fetch is a small GET to the issuer; a failed one keeps the
+// last set.
+const JWKSRefresh = 500 * time.Millisecond
 
 // Offline checks VNC tokens without asking Portcullis on every connect: the
 // signature against the JWKS (fetched every JWKSRefresh, so a retired key
-// drops out within about two seconds), the claims, and the revocations of
-// VMs, kept current by a watch (relisted by itself after a lost watch).
+// drops out within that), the claims, and the revocations of VMs, kept
+// current by a watch (relisted by itself after a lost watch).
 type Offline struct {
 	cfg      OfflineConfig
 	jwks     *jwk.Cache
@@ -77,9 +78,16 @@ func NewOffline(ctx context.Context, cfg OfflineConfig) (*Offline, error) {
 	o := &Offline{cfg: cfg, marks: map[string]time.Time{}, jwksURL: strings.TrimSuffix(cfg.Issuer.Host, "/") + "/openid/v1/jwks"}
 	// Under 1s httprc falls back to a 15 minute window.
 	o.jwks = jwk.NewCache(ctx, jwk.WithRefreshWindow(time.Second))
-	if err := o.jwks.Register(o.jwksURL, jwk.WithHTTPClient(httpClient), jwk.WithRefreshInterval(JWKSRefresh)); err != nil {
+	// The cache's own refresh ticks by the second at best: it is the
+	// fallback, the loop below the schedule.
+	if err := o.jwks.Register(o.jwksURL, jwk.WithHTTPClient(httpClient), jwk.WithRefreshInterval(time.Minute)); err != nil {
 		return nil, fmt.Errorf("vncproxy: %w", err)
 	}
+	ticks, ok := cfg.Clock.(clock.WithTicker)
+	if !ok {
+		ticks = clock.RealClock{}
+	}
+	go o.refreshJWKS(ctx, ticks)
 	dyn, err := dynamic.NewForConfig(cfg.Issuer)
 	if err != nil {
 		return nil, fmt.Errorf("vncproxy: %w", err)
@@ -98,6 +106,21 @@ func NewOffline(ctx context.Context, cfg OfflineConfig) (*Offline, error) {
 	}
 	go o.informer.RunWithContext(ctx)
 	return o, nil
+}
+
+// refreshJWKS fetches the JWKS every JWKSRefresh until ctx is done.
+func (o *Offline) refreshJWKS(ctx context.Context, ticks clock.WithTicker) {
+	t := ticks.NewTicker(JWKSRefresh)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C():
+			// A failure keeps the last set; the next tick tries again.
+			_, _ = o.jwks.Refresh(ctx, o.jwksURL)
+		}
+	}
 }
 
 // Synced reports whether the revocations were listed once.

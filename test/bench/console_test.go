@@ -5,9 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -22,6 +20,7 @@ import (
 
 	"portcullis.dev/portcullis/cmd/portcullis/app"
 	"portcullis.dev/portcullis/console"
+	"portcullis.dev/portcullis/internal/testutil"
 )
 
 // TestBenchConsoleSessions holds 1,000 idle console sessions through
@@ -34,26 +33,12 @@ func TestBenchConsoleSessions(t *testing.T) {
 	}
 	const sessions = 1000
 	e := newEnv(t)
-	// A VNC server that sends its banner and then idles, as a console
-	// nobody types into.
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			io.WriteString(c, "RFB 003.008\n")
-			go func() { io.Copy(io.Discard, c); c.Close() }()
-		}
-	}()
+	// A VNC server that sends its banner and then idles (nobody types
+	// into these consoles).
+	vncAddr := testutil.StartRFBEcho(t)
 	dir := t.TempDir()
 	mapFile := filepath.Join(dir, "consoles.yaml")
-	os.WriteFile(mapFile, []byte("vms/vm: tcp:"+l.Addr().String()+"\n"), 0o600)
+	os.WriteFile(mapFile, []byte("vms/vm: tcp:"+vncAddr+"\n"), 0o600)
 	// init wrote the webhook kubeconfig for port 0: point it at this server.
 	kc, err := clientcmd.LoadFromFile(filepath.Join(e.dir, app.WebhookKubeconfig))
 	if err != nil {

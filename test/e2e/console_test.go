@@ -296,6 +296,19 @@ func consoleURL(t *testing.T, in *instance, p *consoleProxy, duration string) (s
 	return pageURL, token
 }
 
+// openConnected mints a token for vms/vm1 with `portcullis vnc --open`,
+// opens its console page and waits until it is connected. It returns the
+// page, its URL and the token.
+func openConnected(t *testing.T, browser context.Context, in *instance, p *consoleProxy, duration string) (*consolePage, string, string) {
+	t.Helper()
+	pageURL, token := consoleURL(t, in, p, duration)
+	page := openConsole(t, browser, pageURL)
+	if s := page.waitState(30 * time.Second); s.State != "connected" {
+		t.Fatalf("the console did not connect: %+v", s)
+	}
+	return page, pageURL, token
+}
+
 // timed runs a portcullis command and returns when it returned.
 func timed(t *testing.T, args ...string) time.Time {
 	t.Helper()
@@ -339,11 +352,7 @@ func TestBrowserConsole(t *testing.T) {
 		p := startConsoleProxy(t, in, sock, mode == "offline")
 
 		t.Run(mode+"/revoked", func(t *testing.T) {
-			pageURL, _ := consoleURL(t, in, p, "1h")
-			page := openConsole(t, browser, pageURL)
-			if s := page.waitState(30 * time.Second); s.State != "connected" {
-				t.Fatalf("the console did not connect: %+v", s)
-			}
+			page, _, _ := openConnected(t, browser, in, p, "1h")
 			page.waitScreen("console-" + mode + ".png")
 			if href, err := chromedp.Run(page.ctx, chromedp.Evaluate[string]("location.href")); err != nil || strings.Contains(href, "#") {
 				t.Fatalf("the token's fragment is still in the address bar and history: %q %v", href, err)
@@ -356,19 +365,11 @@ func TestBrowserConsole(t *testing.T) {
 			}
 			record("%s: the page's session closed %v after `portcullis vnc revoke` returned (%v after it started)",
 				mode, closed.Sub(returned).Round(time.Millisecond), closed.Sub(started).Round(time.Millisecond))
-			pageURL, _ = consoleURL(t, in, p, "1h")
-			again := openConsole(t, browser, pageURL)
-			if s := again.waitState(30 * time.Second); s.State != "connected" {
-				t.Fatalf("a token minted after the revocation did not connect: %+v", s)
-			}
+			openConnected(t, browser, in, p, "1h") // a token minted after the revocation
 		})
 
 		t.Run(mode+"/expired", func(t *testing.T) {
-			pageURL, _ := consoleURL(t, in, p, "8s")
-			page := openConsole(t, browser, pageURL)
-			if s := page.waitState(30 * time.Second); s.State != "connected" {
-				t.Fatalf("the console did not connect: %+v", s)
-			}
+			page, pageURL, _ := openConnected(t, browser, in, p, "8s")
 			s, _ := page.waitDisconnected(30 * time.Second)
 			if s.CloseCode != "1008" || !strings.Contains(s.Text, "expired") {
 				t.Fatalf("the page shows %+v, want close code 1008 and the expiry", s)
@@ -381,11 +382,7 @@ func TestBrowserConsole(t *testing.T) {
 		})
 
 		t.Run(mode+"/key-retired", func(t *testing.T) {
-			pageURL, token := consoleURL(t, in, p, "1h")
-			page := openConsole(t, browser, pageURL)
-			if s := page.waitState(30 * time.Second); s.State != "connected" {
-				t.Fatalf("the console did not connect: %+v", s)
-			}
+			page, _, token := openConnected(t, browser, in, p, "1h")
 			timed(t, "keys", "rotate", "--now", "--kubeconfig", admin)
 			started := time.Now()
 			returned := timed(t, "keys", "retire", kidOf(t, token), "--kubeconfig", admin)

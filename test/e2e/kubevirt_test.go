@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"io"
 	"math/big"
 	"net"
 	"net/http"
@@ -24,6 +23,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"portcullis.dev/portcullis/internal/testutil"
 )
 
 // virtAPI is a stand-in for KubeVirt's virt-api, as far as consoles go: the
@@ -102,15 +103,17 @@ func (v *virtAPI) vnc(w http.ResponseWriter, r *http.Request) {
 			Details: &metav1.StatusDetails{Name: name, Group: "kubevirt.io", Kind: "virtualmachineinstance"}})
 		return
 	}
+	// Recorded before the upgrade answers, so the proxy's dial returns
+	// after it.
+	v.mu.Lock()
+	v.users = append(v.users, r.Header.Get("X-Remote-User"))
+	v.mu.Unlock()
 	up := websocket.Upgrader{Subprotocols: []string{"plain.kubevirt.io"}}
 	ws, err := up.Upgrade(w, r, nil)
 	if err != nil {
 		return
 	}
 	defer ws.Close()
-	v.mu.Lock()
-	v.users = append(v.users, r.Header.Get("X-Remote-User"))
-	v.mu.Unlock()
 	vm, err := net.Dial("tcp", addr)
 	if err != nil {
 		return
@@ -207,36 +210,11 @@ func servingPKI(t *testing.T, host string) ([]byte, tls.Certificate) {
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
-// startRFBEcho is a stand-in for a VM's VNC server behind KubeVirt (the
-// browser test runs QEMU): the RFB banner, then an echo.
-func startRFBEcho(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.WriteString(c, "RFB 003.008\n")
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	return l.Addr().String()
-}
-
 // testKubeVirtBackend: `vnc-proxy --backend kubevirt` opens consoles through
 // kube-apiserver with its own identity, and a console ends when its VM's
 // ServiceAccount is deleted (cluster-connected Portcullis refuses the token).
 func testKubeVirtBackend(t *testing.T, c *cluster, api *kubeAPIServer) {
-	v := startVirtAPI(t, c, map[string]string{"vms/fedora": startRFBEcho(t)})
+	v := startVirtAPI(t, c, map[string]string{"vms/fedora": testutil.StartRFBEcho(t)})
 	v.register(c, api)
 	c.apply(api, `# The proxy's own identity may open consoles (as vm-console-proxy's ServiceAccount).
 apiVersion: rbac.authorization.k8s.io/v1
@@ -253,13 +231,15 @@ metadata: {name: portcullis:vnc-proxy}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: portcullis:vnc-proxy}
 subjects: [{kind: User, name: vnc-proxy}]
 `)
-	startProxy := func(identity string) *consoleProxy {
+	online := []string{"--webhook-kubeconfig", filepath.Join(c.portcullis.dir, "webhook.kubeconfig")}
+	offline := []string{"--issuer-kubeconfig", filepath.Join(c.portcullis.dir, "admin.kubeconfig"), "--issuer", "https://portcullis.portcullis.svc"}
+	startProxy := func(identity string, verification []string) *consoleProxy {
 		t.Helper()
 		port := freePorts(t, 1)[0]
-		p := &consoleProxy{base: "https://127.0.0.1:" + itoa(port), proc: start(t, portcullisBin, "vnc-proxy",
-			"--bind-address", "127.0.0.1:"+itoa(port), "--backend", "kubevirt", "--kubevirt-kubeconfig", c.kubeconfig(api, identity),
+		p := &consoleProxy{base: "https://127.0.0.1:" + itoa(port), proc: start(t, portcullisBin, append([]string{"vnc-proxy",
+			"--bind-address", "127.0.0.1:" + itoa(port), "--backend", "kubevirt", "--kubevirt-kubeconfig", c.kubeconfig(api, identity),
 			"--tls-cert-file", filepath.Join(c.portcullis.dir, "serving.crt"), "--tls-private-key-file", filepath.Join(c.portcullis.dir, "serving.key"),
-			"--webhook-kubeconfig", filepath.Join(c.portcullis.dir, "webhook.kubeconfig"), "--log-level", "debug")}
+			"--log-level", "debug"}, verification...)...)}
 		client := c.portcullis.httpClient(t)
 		for range 400 {
 			if resp, err := client.Get(p.base + "/console/vms/fedora"); err == nil {
@@ -271,7 +251,7 @@ subjects: [{kind: User, name: vnc-proxy}]
 		t.Fatalf("vnc-proxy never served:\n%s", p.proc.logs.String())
 		return nil
 	}
-	proxy := startProxy(vncProxyToken)
+	proxy := startProxy(vncProxyToken, online)
 	pool := x509.NewCertPool()
 	ca, _ := os.ReadFile(filepath.Join(c.portcullis.dir, "ca.crt"))
 	pool.AppendCertsFromPEM(ca)
@@ -293,8 +273,23 @@ subjects: [{kind: User, name: vnc-proxy}]
 		t.Fatalf("open fedora's console: %v (%v)", err, resp)
 	}
 	defer ws.Close()
+	// The same console through a proxy verifying offline (JWKS and the
+	// revocation watch), which learns of the ServiceAccount's deletion from
+	// the mark Portcullis records for it.
+	offlineProxy := startProxy(vncProxyToken, offline)
+	var wsOffline *websocket.Conn
+	for range 200 { // until its revocation watch listed
+		if wsOffline, resp, err = dial(offlineProxy, "fedora", fedora); err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("open fedora's console offline: %v (%v)", err, resp)
+	}
+	defer wsOffline.Close()
 	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
-	if _, banner, err := ws.ReadMessage(); err != nil || string(banner) != "RFB 003.008\n" {
+	if _, banner, err := ws.ReadMessage(); err != nil || string(banner) != testutil.RFBBanner {
 		t.Fatalf("fedora's console: %q %v", banner, err)
 	}
 	if err := ws.WriteMessage(websocket.BinaryMessage, []byte("ping")); err != nil {
@@ -303,8 +298,14 @@ subjects: [{kind: User, name: vnc-proxy}]
 	if _, echo, err := ws.ReadMessage(); err != nil || string(echo) != "ping" {
 		t.Fatalf("fedora's console echo: %q %v", echo, err)
 	}
-	if users := v.openedBy(); len(users) != 1 || users[0] != "vnc-proxy" {
-		t.Fatalf("KubeVirt saw the console opened by %q, want the proxy's own identity (vnc-proxy) only", users)
+	users := v.openedBy()
+	for _, u := range users {
+		if u != "vnc-proxy" {
+			t.Fatalf("KubeVirt saw consoles opened by %q, want the proxy's own identity (vnc-proxy) only", users)
+		}
+	}
+	if len(users) != 2 {
+		t.Fatalf("KubeVirt saw %d consoles opened, want 2 (online and offline)", len(users))
 	}
 
 	// centos is a VirtualMachine without a running instance: KubeVirt's 404.
@@ -313,7 +314,7 @@ subjects: [{kind: User, name: vnc-proxy}]
 	}
 	// An identity RBAC does not allow to open consoles gets nothing from
 	// KubeVirt: the proxy answers 502 and opens no session.
-	bobProxy := startProxy(bobToken)
+	bobProxy := startProxy(bobToken, online)
 	if _, resp, err := dial(bobProxy, "fedora", fedora); err == nil || resp == nil || resp.StatusCode != http.StatusBadGateway {
 		t.Fatalf("a proxy whose identity RBAC refuses: %v %v, want 502", err, resp)
 	}
@@ -324,17 +325,19 @@ subjects: [{kind: User, name: vnc-proxy}]
 		t.Fatal(err)
 	}
 	deleted := time.Now()
-	ws.SetReadDeadline(time.Now().Add(30 * time.Second))
-	for {
-		_, _, err := ws.ReadMessage()
-		if err == nil {
-			continue
+	for name, conn := range map[string]*websocket.Conn{"online": ws, "offline": wsOffline} {
+		conn.SetReadDeadline(time.Now().Add(30 * time.Second))
+		for {
+			_, _, err := conn.ReadMessage()
+			if err == nil {
+				continue
+			}
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) || ce.Code != websocket.ClosePolicyViolation {
+				t.Fatalf("%s: the console ended with %v, want close code 1008", name, err)
+			}
+			t.Logf("%s: the console closed %v after its VM's ServiceAccount was deleted (kubectl returned)", name, time.Since(deleted).Round(time.Millisecond))
+			break
 		}
-		var ce *websocket.CloseError
-		if !errors.As(err, &ce) || ce.Code != websocket.ClosePolicyViolation {
-			t.Fatalf("the console ended with %v, want close code 1008", err)
-		}
-		t.Logf("the console closed %v after its VM's ServiceAccount was deleted (kubectl returned)", time.Since(deleted).Round(time.Millisecond))
-		break
 	}
 }

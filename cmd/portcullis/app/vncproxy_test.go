@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -28,34 +27,6 @@ import (
 	"portcullis.dev/portcullis/internal/testutil"
 )
 
-// rfbBanner is what a VNC server (RFB 3.8) sends first.
-const rfbBanner = "RFB 003.008\n"
-
-// startRFBServer is a stand-in for a VM's VNC server (the e2e test runs
-// QEMU): it sends the RFB banner, then echoes what it gets.
-func startRFBServer(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.WriteString(c, rfbBanner)
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	return l.Addr().String()
-}
-
 // proxyUnderTest is a running `portcullis vnc-proxy` in front of one VM,
 // vms/vm1, checking tokens with h's Portcullis.
 type proxyUnderTest struct {
@@ -70,7 +41,7 @@ type proxyUnderTest struct {
 func startVNCProxy(t *testing.T, h *harness, offline bool, clk clock.WithTicker, configure ...func(*VNCProxyOptions)) *proxyUnderTest {
 	t.Helper()
 	mapFile := filepath.Join(t.TempDir(), "consoles.yaml")
-	if err := os.WriteFile(mapFile, []byte("vms/vm1: tcp:"+startRFBServer(t)+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(mapFile, []byte("vms/vm1: tcp:"+testutil.StartRFBEcho(t)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	o := &VNCProxyOptions{}
@@ -189,7 +160,7 @@ func (p *proxyUnderTest) open(token string, header http.Header) *websocket.Conn 
 	if ws.Subprotocol() != console.DataProtocol {
 		p.t.Fatalf("subprotocol %q, want %q (the bearer one is never echoed)", ws.Subprotocol(), console.DataProtocol)
 	}
-	if got := readBinary(p.t, ws); got != rfbBanner {
+	if got := readBinary(p.t, ws); got != testutil.RFBBanner {
 		p.t.Fatalf("first bytes %q, want the RFB banner", got)
 	}
 	if err := ws.WriteMessage(websocket.BinaryMessage, []byte("ping")); err != nil {
