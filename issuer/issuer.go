@@ -20,7 +20,7 @@ import (
 // RecordWriter is where minted tokens are recorded (the cache, which writes
 // through to the store).
 type RecordWriter interface {
-	CreateRecord(ctx context.Context, r *store.Record) error
+	CreateRecord(ctx context.Context, r *store.Record, opts store.CreateOptions) error
 }
 
 // Request is what a front door asks the core to mint.
@@ -59,6 +59,10 @@ type Request struct {
 	Stateless bool
 	// SingleUse marks a VNC token that opens at most one console session.
 	SingleUse bool
+	// MaxHeld, when positive, is how many records of Kind and Subject the
+	// store may hold: the record is refused with store.ErrLimit beyond it,
+	// in the same atomic step as its write.
+	MaxHeld int
 }
 
 // Token is a minted token and what was recorded about it.
@@ -176,7 +180,7 @@ func (m *Minter) Mint(ctx context.Context, req Request) (*Token, error) {
 		return nil, fmt.Errorf("issuer: sign: %w", err)
 	}
 	if !req.Stateless {
-		if err := m.records.CreateRecord(ctx, rec); err != nil {
+		if err := m.records.CreateRecord(ctx, rec, store.CreateOptions{MaxHeld: req.MaxHeld}); err != nil {
 			return nil, fmt.Errorf("issuer: record token %s: %w", jti, err)
 		}
 	}

@@ -39,15 +39,15 @@ func InstrumentStore(s store.Store, reg prometheus.Registerer) store.Store {
 
 func (i *instrumentedStore) observe(op string, start time.Time, err error) {
 	i.latency.WithLabelValues(op).Observe(time.Since(start).Seconds())
-	if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrExists) {
+	if err != nil && !errors.Is(err, store.ErrNotFound) && !errors.Is(err, store.ErrExists) && !errors.Is(err, store.ErrLimit) {
 		i.errs.WithLabelValues(op).Inc()
 	}
 }
 
 // CreateRecord implements store.Store.
-func (i *instrumentedStore) CreateRecord(ctx context.Context, r *store.Record) error {
+func (i *instrumentedStore) CreateRecord(ctx context.Context, r *store.Record, opts store.CreateOptions) error {
 	start := time.Now()
-	err := i.Store.CreateRecord(ctx, r)
+	err := i.Store.CreateRecord(ctx, r, opts)
 	i.observe("create_record", start, err)
 	return err
 }

@@ -45,7 +45,7 @@ func TestRevocationIndexIsExactEvenWhenRecordIsCached(t *testing.T) {
 	c, _, clk := newAuthority(t, 100)
 	ctx := context.Background()
 	rec := &store.Record{JTI: "j1", Subject: "u", IssuedAt: clk.Now(), ExpiresAt: clk.Now().Add(time.Hour)}
-	if err := c.CreateRecord(ctx, rec); err != nil {
+	if err := c.CreateRecord(ctx, rec, store.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	c.Wait()
@@ -66,7 +66,7 @@ func TestPurgeDropsExpiredIndexEntries(t *testing.T) {
 	c, _, clk := newAuthority(t, 100)
 	ctx := context.Background()
 	rec := &store.Record{JTI: "j1", Subject: "u", IssuedAt: clk.Now(), ExpiresAt: clk.Now().Add(time.Minute)}
-	if err := c.CreateRecord(ctx, rec); err != nil {
+	if err := c.CreateRecord(ctx, rec, store.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Revoke(ctx, &store.Revocation{Name: "r", Scope: store.ScopeJTI, Target: "j1", Created: clk.Now()}); err != nil {
@@ -93,7 +93,7 @@ func TestUpdateAndDeleteWinOverCachedCopies(t *testing.T) {
 	ctx := context.Background()
 	rec := &store.Record{JTI: "j1", Kind: store.KindUser, Subject: "u", IssuedAt: clk.Now(), ExpiresAt: clk.Now().Add(time.Hour),
 		User: &store.UserToken{Name: "token-a"}}
-	if err := c.CreateRecord(ctx, rec); err != nil {
+	if err := c.CreateRecord(ctx, rec, store.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	c.Wait()
@@ -122,7 +122,7 @@ func TestTouchWritesLastUsedAtAtMostOncePerInterval(t *testing.T) {
 	ctx := context.Background()
 	rec := &store.Record{JTI: "j1", Kind: store.KindUser, Subject: "u", IssuedAt: clk.Now(), ExpiresAt: clk.Now().Add(time.Hour),
 		User: &store.UserToken{Name: "token-a"}}
-	if err := c.CreateRecord(ctx, rec); err != nil {
+	if err := c.CreateRecord(ctx, rec, store.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	first := clk.Now()

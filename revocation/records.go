@@ -66,8 +66,8 @@ func (a *Authority) Record(ctx context.Context, jti string) (*store.Record, erro
 }
 
 // CreateRecord writes r to the store; it is durable when this returns.
-func (a *Authority) CreateRecord(ctx context.Context, r *store.Record) error {
-	if err := a.store.CreateRecord(ctx, r); err != nil {
+func (a *Authority) CreateRecord(ctx context.Context, r *store.Record, opts store.CreateOptions) error {
+	if err := a.store.CreateRecord(ctx, r, opts); err != nil {
 		return err
 	}
 	c := *r

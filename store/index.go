@@ -22,12 +22,14 @@ const (
 // IndexEntries are the keys of r in each index but IndexAll.
 func IndexEntries(r *Record) map[string]string {
 	return map[string]string{
-		IndexSubject: subjectPrefix(r.Kind, r.Subject) + r.JTI,
+		IndexSubject: SubjectPrefix(r.Kind, r.Subject) + r.JTI,
 		IndexKey:     r.KeyID + "/" + r.JTI,
 	}
 }
 
-func subjectPrefix(kind Kind, subject string) string {
+// SubjectPrefix is the key prefix in IndexSubject of the records of kind
+// and subject (of every subject of kind when subject is empty).
+func SubjectPrefix(kind Kind, subject string) string {
 	if subject == "" {
 		return string(kind) + "/"
 	}
@@ -49,7 +51,7 @@ func (o ListOptions) Range() (Range, error) {
 	case o.KeyID != "":
 		r = Range{Index: IndexKey, Prefix: o.KeyID + "/"}
 	case o.Kind != "":
-		r = Range{Index: IndexSubject, Prefix: subjectPrefix(o.Kind, o.Subject)}
+		r = Range{Index: IndexSubject, Prefix: SubjectPrefix(o.Kind, o.Subject)}
 	default:
 		r = Range{Index: IndexAll}
 	}

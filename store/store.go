@@ -18,6 +18,8 @@ var (
 	// ErrInvalidContinue is returned for a continue token that does not
 	// belong to the listing it is given to.
 	ErrInvalidContinue = errors.New("store: invalid continue token")
+	// ErrLimit is returned by a create that CreateOptions.MaxHeld refuses.
+	ErrLimit = errors.New("store: limit reached")
 )
 
 // Kind says which front door minted a token.
@@ -166,6 +168,16 @@ func (o ListOptions) Matches(r *Record) bool {
 	return (o.Subject == "" || r.Subject == o.Subject) && (o.Kind == "" || r.Kind == o.Kind) && (o.KeyID == "" || r.KeyID == o.KeyID)
 }
 
+// CreateOptions are the conditions a CreateRecord holds to.
+type CreateOptions struct {
+	// MaxHeld, when positive, refuses the record with ErrLimit if the store
+	// already holds MaxHeld records of its Kind and Subject, expired or not
+	// (purge the subject's expired records first). The count and the write
+	// are one atomic step: of concurrent creates, only as many pass as the
+	// bound leaves room for.
+	MaxHeld int
+}
+
 // RecordList is one page of a listing.
 type RecordList struct {
 	// Items are the page's records, in the order of the index read.
@@ -178,8 +190,8 @@ type RecordList struct {
 // use. A write that returns nil is durable (fsync or quorum) before it returns.
 type Store interface {
 	// CreateRecord stores a new record. ErrExists if its jti, or the name of
-	// its user token, is taken.
-	CreateRecord(ctx context.Context, r *Record) error
+	// its user token, is taken; ErrLimit if opts.MaxHeld refuses it.
+	CreateRecord(ctx context.Context, r *Record, opts CreateOptions) error
 	// GetRecord returns the record with jti, or ErrNotFound.
 	GetRecord(ctx context.Context, jti string) (*Record, error)
 	// GetRecordByName returns the user token record named name, or ErrNotFound.

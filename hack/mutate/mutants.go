@@ -101,6 +101,16 @@ var mutants = []mutant{
 	{"keys: retiring the active key promotes a successor", "keys/manager.go",
 		`if !wasActive || !replace {`, `if !wasActive || replace || !replace {`},
 
+	// The per-user token limit: counted in the write that adds the token.
+	{"tokens: the store holds the per-user limit", "issuer/tokens/tokens.go",
+		`MaxHeld:        r.opts.MaxPerUser,`, `MaxHeld:        0,`},
+	{"bolt: MaxHeld counted in the write transaction", "store/bolt/bolt.go",
+		`if opts.MaxHeld > 0 && heldAtLeast(tx, r, opts.MaxHeld) {`, `if false {`},
+	{"etcd: MaxHeld refuses at the bound", "store/etcd/etcd.go",
+		`if count >= int64(opts.MaxHeld) {`, `if count >= int64(opts.MaxHeld) && false {`},
+	{"etcd: MaxHeld commits only if the count still holds", "store/etcd/etcd.go",
+		`clientv3.Compare(clientv3.ModRevision(held), "<", rev+1).WithPrefix()`, `clientv3.Compare(clientv3.ModRevision(held), ">", -rev).WithPrefix()`},
+
 	// The VNC console proxy: who opens a session, and how long it lives.
 	{"console: a token in the URL is refused", "console/request.go", `if q.Has(name) {`, `if q.Has(name) && false {`},
 	{"console: browser origins are checked", "console/request.go", "if origin == \"\" {\n\t\treturn true", "if true {\n\t\treturn true"},
@@ -113,7 +123,7 @@ var mutants = []mutant{
 	{"console: a single-use token is claimed before its session opens", "console/proxy.go",
 		`switch err := p.opts.Claimer.Claim(r.Context(), token); {`, `switch err := error(nil); {`},
 	{"claims: a claim is recorded, once", "issuer/claims/claims.go",
-		`switch err := r.records.CreateRecord(ctx, rec); {`, `switch err := error(nil); {`},
+		`switch err := r.records.CreateRecord(ctx, rec, store.CreateOptions{}); {`, `switch err := error(nil); {`},
 	{"claims: only single-use tokens are claimed", "issuer/claims/claims.go",
 		`|| !c.Private.SingleUse ||`, `|| false ||`},
 	{"console: a session ends at its token's expiry", "console/session.go",

@@ -39,7 +39,7 @@ type Reviewer interface {
 // Records records a claim: creating a token's record fails with
 // store.ErrExists when one exists, in every backend and replica.
 type Records interface {
-	CreateRecord(ctx context.Context, r *store.Record) error
+	CreateRecord(ctx context.Context, r *store.Record, opts store.CreateOptions) error
 }
 
 // REST is the tokenclaims resource: create only.
@@ -112,7 +112,7 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation 
 	rec := &store.Record{JTI: c.ID, Kind: store.KindVNC, Subject: c.Subject, Audiences: c.Audience,
 		KeyID: keyID(in.Spec.Token), IssuedAt: issued, ExpiresAt: token.Time(c.Expiry)}
 	if !slices.Contains(options.DryRun, metav1.DryRunAll) {
-		switch err := r.records.CreateRecord(ctx, rec); {
+		switch err := r.records.CreateRecord(ctx, rec, store.CreateOptions{}); {
 		case errors.Is(err, store.ErrExists):
 			return nil, apierrors.NewAlreadyExists(resource, c.ID)
 		case err != nil:

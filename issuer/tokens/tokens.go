@@ -213,9 +213,13 @@ func (r *REST) Create(ctx context.Context, obj runtime.Object, createValidation 
 			RecordLifetime: ttl,
 			User:           ut,
 			Name:           name,
+			MaxHeld:        r.opts.MaxPerUser,
 		})
 		if errors.Is(err, store.ErrExists) {
 			continue // a name taken by another token: draw again
+		}
+		if errors.Is(err, store.ErrLimit) {
+			return nil, overLimit(owner, r.opts.MaxPerUser) // another create took the last place
 		}
 		if err != nil {
 			return nil, status.MintFailed(ctx, "failed to create token", err)
@@ -252,7 +256,9 @@ func (r *REST) validateTTL(asked int64, ttl time.Duration) field.ErrorList {
 // checkLimit refuses a new token when the store holds MaxPerUser tokens of
 // the owner. The owner's expired tokens are purged first: they would stay
 // until the periodic purge, and counting only live ones would let a user
-// cut ttls to 1 ms and fill the store past the limit.
+// cut ttls to 1 ms and fill the store past the limit. This early count
+// answers dry runs and most creates; the store's own count (MaxHeld), in
+// the same atomic step as the write, is what holds under concurrent creates.
 func (r *REST) checkLimit(ctx context.Context, owner string) error {
 	if r.opts.MaxPerUser <= 0 {
 		return nil
@@ -278,9 +284,14 @@ func (r *REST) checkLimit(ctx context.Context, owner string) error {
 		}
 	}
 	if held >= r.opts.MaxPerUser {
-		return apierrors.NewForbidden(resource, "", fmt.Errorf("user %s already has %d tokens, the most allowed: delete unused ones first", owner, held))
+		return overLimit(owner, held)
 	}
 	return nil
+}
+
+// overLimit is the answer to a create over the per-user limit.
+func overLimit(owner string, held int) error {
+	return apierrors.NewForbidden(resource, "", fmt.Errorf("user %s already has %d tokens, the most allowed: delete unused ones first", owner, held))
 }
 
 // withoutAuthenticated drops system:authenticated, which kube-apiserver adds

@@ -31,18 +31,33 @@ type memRecords struct {
 	mu   sync.Mutex
 	recs map[string]*store.Record
 	err  error // every call fails with it when set
+	// afterList, when set, runs at the end of a listing, under the lock.
+	afterList func()
 }
 
 func newMemRecords() *memRecords { return &memRecords{recs: map[string]*store.Record{}} }
 
-func (m *memRecords) CreateRecord(_ context.Context, r *store.Record) error {
+func (m *memRecords) CreateRecord(_ context.Context, r *store.Record, opts store.CreateOptions) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.err != nil {
 		return m.err
 	}
+	if opts.MaxHeld > 0 && m.countLocked(r.Kind, r.Subject) >= opts.MaxHeld {
+		return store.ErrLimit
+	}
 	m.recs[r.JTI] = r
 	return nil
+}
+
+func (m *memRecords) countLocked(kind store.Kind, subject string) int {
+	n := 0
+	for _, r := range m.recs {
+		if r.Kind == kind && r.Subject == subject {
+			n++
+		}
+	}
+	return n
 }
 
 func (m *memRecords) GetRecordByName(_ context.Context, name string) (*store.Record, error) {
@@ -73,6 +88,9 @@ func (m *memRecords) ListRecords(_ context.Context, opts store.ListOptions) (*st
 		if opts.Matches(r) {
 			out.Items = append(out.Items, r)
 		}
+	}
+	if m.afterList != nil {
+		m.afterList()
 	}
 	return out, nil
 }
@@ -138,7 +156,7 @@ func (m *recordingMinter) Mint(ctx context.Context, req issuer.Request) (*issuer
 	}
 	rec := &store.Record{JTI: "jti-" + string(rune('a'+m.n%26)) + time.Duration(m.n).String(), Kind: req.Kind, Subject: req.Subject,
 		IssuedAt: now, ExpiresAt: exp, User: req.User}
-	if err := m.records.CreateRecord(ctx, rec); err != nil {
+	if err := m.records.CreateRecord(ctx, rec, store.CreateOptions{MaxHeld: req.MaxHeld}); err != nil {
 		return nil, err
 	}
 	return &issuer.Token{Value: "value", Record: rec}, nil
@@ -289,6 +307,31 @@ func TestPerUserLimitCountsWhatTheStoreHolds(t *testing.T) {
 	}
 	if _, err := f.create(t, alice, &extv1.Token{}); !apierrors.IsForbidden(err) {
 		t.Fatalf("create over the limit: %v, want 403", err)
+	}
+}
+
+// TestPerUserLimitHoldsAgainstConcurrentCreates: a token another create
+// (on this replica or another) adds between the front door's count and its
+// write is counted by the store, which refuses the create over the limit.
+func TestPerUserLimitHoldsAgainstConcurrentCreates(t *testing.T) {
+	const limit = 2
+	f := newFixture(t, Options{MaxPerUser: limit})
+	alice := as("alice")
+	if _, err := f.create(t, alice, &extv1.Token{}); err != nil {
+		t.Fatal(err)
+	}
+	// The next create counts one token; another lands before its write.
+	f.records.afterList = func() {
+		f.records.afterList = nil
+		f.records.recs["concurrent"] = &store.Record{JTI: "concurrent", Kind: store.KindUser, Subject: "alice",
+			ExpiresAt: f.clock.Now().Add(time.Hour), User: &store.UserToken{Name: "token-concurrent"}}
+	}
+	_, err := f.create(t, alice, &extv1.Token{})
+	if !apierrors.IsForbidden(err) {
+		t.Fatalf("create over the limit after a concurrent create: %v, want 403", err)
+	}
+	if n := f.records.count("alice"); n != limit {
+		t.Fatalf("the store holds %d tokens of alice, want the limit, %d", n, limit)
 	}
 }
 

@@ -86,7 +86,7 @@ func wrap(err error) error {
 }
 
 // CreateRecord implements store.Store.
-func (s *Store) CreateRecord(_ context.Context, r *store.Record) error {
+func (s *Store) CreateRecord(_ context.Context, r *store.Record, opts store.CreateOptions) error {
 	data, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("bolt: encode record: %w", err)
@@ -98,6 +98,9 @@ func (s *Store) CreateRecord(_ context.Context, r *store.Record) error {
 		b := tx.Bucket(bucketRecords)
 		if b.Get([]byte(r.JTI)) != nil {
 			return fmt.Errorf("bolt: record %q: %w", r.JTI, store.ErrExists)
+		}
+		if opts.MaxHeld > 0 && heldAtLeast(tx, r, opts.MaxHeld) {
+			return fmt.Errorf("bolt: %d records of %s %q: %w", opts.MaxHeld, r.Kind, r.Subject, store.ErrLimit)
 		}
 		if r.User != nil {
 			names := tx.Bucket(bucketNames)

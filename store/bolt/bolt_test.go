@@ -61,7 +61,7 @@ func TestIndexesFilledForOldFiles(t *testing.T) {
 	exp := time.Now().Add(time.Hour)
 	for _, jti := range []string{"j1", "j2"} {
 		r := &store.Record{JTI: jti, Kind: store.KindUser, Subject: "alice", KeyID: "k", ExpiresAt: exp, User: &store.UserToken{Name: "token-" + jti}}
-		if err := s.CreateRecord(t.Context(), r); err != nil {
+		if err := s.CreateRecord(t.Context(), r, store.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -35,7 +35,7 @@ func TestGroupCommitFailuresStayTheirOwn(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 2 * distinct {
 		wg.Go(func() {
-			switch err := s.CreateRecord(context.Background(), testRecord(fmt.Sprintf("j%d", i%distinct))); {
+			switch err := s.CreateRecord(context.Background(), testRecord(fmt.Sprintf("j%d", i%distinct)), store.CreateOptions{}); {
 			case err == nil:
 				created.Add(1)
 			case errors.Is(err, store.ErrExists):
@@ -69,7 +69,7 @@ func TestGroupCommitSurvivesAPanickingWrite(t *testing.T) {
 	wg.Go(func() { panicked = s.writes.do(func(*bbolt.Tx) error { panic("boom") }) })
 	for i := range 50 {
 		wg.Go(func() {
-			if err := s.CreateRecord(context.Background(), testRecord(fmt.Sprintf("j%d", i))); err != nil {
+			if err := s.CreateRecord(context.Background(), testRecord(fmt.Sprintf("j%d", i)), store.CreateOptions{}); err != nil {
 				t.Error(err)
 			}
 		})
@@ -78,7 +78,7 @@ func TestGroupCommitSurvivesAPanickingWrite(t *testing.T) {
 	if panicked == nil {
 		t.Fatal("a panicking write was acknowledged")
 	}
-	if err := s.CreateRecord(context.Background(), testRecord("after")); err != nil {
+	if err := s.CreateRecord(context.Background(), testRecord("after"), store.CreateOptions{}); err != nil {
 		t.Fatalf("a write after the panic: %v", err)
 	}
 }
@@ -96,7 +96,7 @@ func TestCloseCommitsWhatWasAcknowledged(t *testing.T) {
 	for i := range 100 {
 		wg.Go(func() {
 			jti := fmt.Sprintf("j%d", i)
-			if s.CreateRecord(context.Background(), testRecord(jti)) == nil {
+			if s.CreateRecord(context.Background(), testRecord(jti), store.CreateOptions{}) == nil {
 				acked.Store(jti, true)
 			}
 		})
@@ -134,7 +134,7 @@ func BenchmarkCreateRecord16(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if err := s.CreateRecord(context.Background(), testRecord(fmt.Sprintf("j%d", n.Add(1)))); err != nil {
+			if err := s.CreateRecord(context.Background(), testRecord(fmt.Sprintf("j%d", n.Add(1))), store.CreateOptions{}); err != nil {
 				b.Error(err)
 				return
 			}

@@ -73,7 +73,7 @@ func TestAcknowledgedWritesSurviveLosingUnsyncedData(t *testing.T) {
 		for i := range perRound {
 			jti := fmt.Sprintf("r%d-%d", round, i)
 			rec := &store.Record{JTI: jti, Kind: store.KindServiceAccount, Subject: "s", Audiences: []string{"a"}, KeyID: "k", IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
-			if err := s.CreateRecord(ctx, rec); err != nil {
+			if err := s.CreateRecord(ctx, rec, store.CreateOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := s.UpdateRecord(ctx, jti, func(r *store.Record) error { r.UID = "updated-" + jti; return nil }); err != nil {

@@ -1,6 +1,7 @@
 package bolt
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 
@@ -41,4 +42,18 @@ func putIndexEntries(tx *bbolt.Tx, r *store.Record) error {
 		}
 	}
 	return nil
+}
+
+// heldAtLeast reports whether tx holds n or more records of r's kind and
+// subject: it reads their index range, at most n keys of it.
+func heldAtLeast(tx *bbolt.Tx, r *store.Record, n int) bool {
+	prefix := []byte(store.SubjectPrefix(r.Kind, r.Subject))
+	c := tx.Bucket(indexBuckets[store.IndexSubject]).Cursor()
+	held := 0
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		if held++; held >= n {
+			return true
+		}
+	}
+	return false
 }

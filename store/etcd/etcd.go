@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -102,8 +103,11 @@ func (s *Store) putRecordOps(r *store.Record) ([]clientv3.Op, error) {
 	return ops, nil
 }
 
-// CreateRecord implements store.Store.
-func (s *Store) CreateRecord(ctx context.Context, r *store.Record) error {
+// CreateRecord implements store.Store. With opts.MaxHeld it counts the
+// subject's index range and commits only if no key of that range changed
+// since the count (a transaction comparing the range's mod revisions),
+// counting again when one did.
+func (s *Store) CreateRecord(ctx context.Context, r *store.Record, opts store.CreateOptions) error {
 	if err := s.open(); err != nil {
 		return err
 	}
@@ -115,18 +119,52 @@ func (s *Store) CreateRecord(ctx context.Context, r *store.Record) error {
 		return err
 	}
 	ops = append(ops, s.indexOps(r, clientv3.OpPut)...)
-	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(s.recordKey(r.JTI)), "=", 0)}
+	keys := []string{s.recordKey(r.JTI)}
 	if r.User != nil {
-		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(s.nameKey(r.User.Name)), "=", 0))
+		keys = append(keys, s.nameKey(r.User.Name))
 	}
-	resp, err := s.client.Txn(ctx).If(cmps...).Then(ops...).Commit()
-	if err != nil {
-		return fmt.Errorf("etcd: create record: %w", err)
+	var absent []clientv3.Cmp
+	taken := make([]clientv3.Op, 0, len(keys)+1)
+	for _, k := range keys {
+		absent = append(absent, clientv3.Compare(clientv3.CreateRevision(k), "=", 0))
+		taken = append(taken, clientv3.OpGet(k, clientv3.WithCountOnly()))
 	}
-	if !resp.Succeeded {
-		return fmt.Errorf("etcd: record %q: %w", r.JTI, store.ErrExists)
+	held := s.indexPrefix(store.IndexSubject) + store.SubjectPrefix(r.Kind, r.Subject)
+	var count, rev int64
+	if opts.MaxHeld > 0 {
+		resp, err := s.client.Get(ctx, held, clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil {
+			return fmt.Errorf("etcd: count records: %w", err)
+		}
+		count, rev = resp.Count, resp.Header.Revision
+		taken = append(taken, clientv3.OpGet(held, clientv3.WithPrefix(), clientv3.WithCountOnly()))
 	}
-	return nil
+	for {
+		cmps := absent
+		if opts.MaxHeld > 0 {
+			if count >= int64(opts.MaxHeld) {
+				return fmt.Errorf("etcd: %d records of %s %q: %w", opts.MaxHeld, r.Kind, r.Subject, store.ErrLimit)
+			}
+			cmps = append(slices.Clip(absent), clientv3.Compare(clientv3.ModRevision(held), "<", rev+1).WithPrefix())
+		}
+		resp, err := s.client.Txn(ctx).If(cmps...).Then(ops...).Else(taken...).Commit()
+		if err != nil {
+			return fmt.Errorf("etcd: create record: %w", err)
+		}
+		if resp.Succeeded {
+			return nil
+		}
+		for i := range keys {
+			if resp.Responses[i].GetResponseRange().Count > 0 {
+				return fmt.Errorf("etcd: record %q: %w", r.JTI, store.ErrExists)
+			}
+		}
+		if opts.MaxHeld <= 0 {
+			return fmt.Errorf("etcd: create record %q: the transaction failed with no key taken", r.JTI)
+		}
+		// A record of the subject was written since the count: count again.
+		count, rev = resp.Responses[len(keys)].GetResponseRange().Count, resp.Header.Revision
+	}
 }
 
 // get reads one JSON value; ErrNotFound when absent. It returns the key's

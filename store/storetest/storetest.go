@@ -57,6 +57,8 @@ func RunTests(t *testing.T, newStore Factory) {
 		{"Concurrent", testConcurrent},
 		{"UserTokenByName", testUserTokenByName},
 		{"UserTokenNameTaken", testUserTokenNameTaken},
+		{"CreateMaxHeld", testCreateMaxHeld},
+		{"CreateMaxHeldConcurrent", testCreateMaxHeldConcurrent},
 		{"UpdateRecord", testUpdateRecord},
 		{"UpdateRecordAborts", testUpdateRecordAborts},
 		{"UpdateRecordMovesExpiry", testUpdateRecordMovesExpiry},
@@ -86,7 +88,7 @@ func ctx(t *testing.T) context.Context { return t.Context() }
 
 func mustCreate(t *testing.T, s store.Store, r *store.Record) {
 	t.Helper()
-	if err := s.CreateRecord(ctx(t), r); err != nil {
+	if err := s.CreateRecord(ctx(t), r, store.CreateOptions{}); err != nil {
 		t.Fatalf("CreateRecord(%q): %v", r.JTI, err)
 	}
 }
@@ -122,7 +124,7 @@ func assertRecord(t *testing.T, got, want *store.Record) {
 
 func testRecordDuplicate(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
 	mustCreate(t, s, record("a", "u", base.Add(time.Hour)))
-	err := s.CreateRecord(ctx(t), record("a", "other", base.Add(time.Hour)))
+	err := s.CreateRecord(ctx(t), record("a", "other", base.Add(time.Hour)), store.CreateOptions{})
 	if !errors.Is(err, store.ErrExists) {
 		t.Fatalf("second CreateRecord = %v, want ErrExists", err)
 	}
@@ -189,7 +191,7 @@ func testConcurrent(t *testing.T, s store.Store, _ func(*testing.T) store.Store)
 	for i := range n {
 		wg.Go(func() {
 			jti := fmt.Sprintf("c%d", i)
-			if err := s.CreateRecord(ctx(t), record(jti, "u", base.Add(time.Hour))); err != nil {
+			if err := s.CreateRecord(ctx(t), record(jti, "u", base.Add(time.Hour)), store.CreateOptions{}); err != nil {
 				errs <- err
 				return
 			}
@@ -257,12 +259,84 @@ func testUserTokenByName(t *testing.T, s store.Store, reopen func(*testing.T) st
 
 func testUserTokenNameTaken(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
 	mustCreate(t, s, userRecord("j1", "token-abc", "alice", base.Add(time.Hour)))
-	err := s.CreateRecord(ctx(t), userRecord("j2", "token-abc", "bob", base.Add(time.Hour)))
+	err := s.CreateRecord(ctx(t), userRecord("j2", "token-abc", "bob", base.Add(time.Hour)), store.CreateOptions{})
 	if !errors.Is(err, store.ErrExists) {
 		t.Fatalf("second token with the same name = %v, want ErrExists", err)
 	}
 	if _, err := s.GetRecord(ctx(t), "j2"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("refused record was stored: %v", err)
+	}
+}
+
+// testCreateMaxHeld: MaxHeld counts the records of the new record's kind and
+// subject, and nothing else; a deletion makes room again.
+func testCreateMaxHeld(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	limit := store.CreateOptions{MaxHeld: 2}
+	for i := range 2 {
+		if err := s.CreateRecord(ctx(t), userRecord(fmt.Sprintf("a%d", i), fmt.Sprintf("token-a%d", i), "alice", base.Add(time.Hour)), limit); err != nil {
+			t.Fatalf("create %d of 2: %v", i+1, err)
+		}
+	}
+	err := s.CreateRecord(ctx(t), userRecord("a2", "token-a2", "alice", base.Add(time.Hour)), limit)
+	if !errors.Is(err, store.ErrLimit) {
+		t.Fatalf("third create with MaxHeld 2 = %v, want ErrLimit", err)
+	}
+	if _, err := s.GetRecordByName(ctx(t), "token-a2"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the refused record's name was stored: %v", err)
+	}
+	// Another subject, another kind of the same subject, and a subject whose
+	// name extends alice's are counted apart.
+	mustCreateWith(t, s, userRecord("b0", "token-b0", "bob", base.Add(time.Hour)), limit)
+	mustCreateWith(t, s, userRecord("b1", "token-b1", "alice2", base.Add(time.Hour)), limit)
+	mustCreateWith(t, s, record("sa0", "alice", base.Add(time.Hour)), limit)
+	// Taken names and jtis are still ErrExists, not ErrLimit, below the bound.
+	if err := s.CreateRecord(ctx(t), userRecord("b2", "token-b0", "bob", base.Add(time.Hour)), limit); !errors.Is(err, store.ErrExists) {
+		t.Fatalf("taken name under MaxHeld = %v, want ErrExists", err)
+	}
+	if err := s.DeleteRecord(ctx(t), "a0"); err != nil {
+		t.Fatal(err)
+	}
+	mustCreateWith(t, s, userRecord("a3", "token-a3", "alice", base.Add(time.Hour)), limit)
+	if err := s.CreateRecord(ctx(t), userRecord("a4", "token-a4", "alice", base.Add(time.Hour)), limit); !errors.Is(err, store.ErrLimit) {
+		t.Fatalf("create over the bound after a delete and a create = %v, want ErrLimit", err)
+	}
+}
+
+// testCreateMaxHeldConcurrent: of concurrent creates for one subject,
+// exactly as many pass as the bound allows.
+func testCreateMaxHeldConcurrent(t *testing.T, s store.Store, _ func(*testing.T) store.Store) {
+	const tries, bound = 24, 5
+	var wg sync.WaitGroup
+	errs := make(chan error, tries)
+	for i := range tries {
+		wg.Go(func() {
+			errs <- s.CreateRecord(ctx(t), userRecord(fmt.Sprintf("c%d", i), fmt.Sprintf("token-c%d", i), "carol", base.Add(time.Hour)), store.CreateOptions{MaxHeld: bound})
+		})
+	}
+	wg.Wait()
+	close(errs)
+	created := 0
+	for err := range errs {
+		switch {
+		case err == nil:
+			created++
+		case !errors.Is(err, store.ErrLimit):
+			t.Errorf("concurrent create: %v, want nil or ErrLimit", err)
+		}
+	}
+	recs, err := s.ListRecords(ctx(t), store.ListOptions{Subject: "carol", Kind: store.KindUser})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if created != bound || len(recs.Items) != bound {
+		t.Fatalf("%d of %d concurrent creates succeeded and %d records are stored, with MaxHeld %d", created, tries, len(recs.Items), bound)
+	}
+}
+
+func mustCreateWith(t *testing.T, s store.Store, r *store.Record, opts store.CreateOptions) {
+	t.Helper()
+	if err := s.CreateRecord(ctx(t), r, opts); err != nil {
+		t.Fatalf("CreateRecord(%q, %+v): %v", r.JTI, opts, err)
 	}
 }
 

@@ -21,4 +21,6 @@ func noWrite(s store.Store) store.Store {
 }
 
 // CreateRecord acknowledges r at once.
-func (noWriteStore) CreateRecord(context.Context, *store.Record) error { return nil }
+func (noWriteStore) CreateRecord(context.Context, *store.Record, store.CreateOptions) error {
+	return nil
+}

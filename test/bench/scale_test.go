@@ -283,7 +283,7 @@ func fillStore(t *testing.T, cfg config.Store, n int) {
 					r.Kind, r.Subject = store.KindUser, fmt.Sprintf("user-%d", i%10000)
 					r.User = &store.UserToken{Name: fmt.Sprintf("token-fill%09d", i), UID: r.JTI, TTL: 24 * time.Hour, LastUpdated: r.IssuedAt}
 				}
-				if err := s.CreateRecord(context.Background(), r); err != nil {
+				if err := s.CreateRecord(context.Background(), r, store.CreateOptions{}); err != nil {
 					select {
 					case errs <- err:
 					default:

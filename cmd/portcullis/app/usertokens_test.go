@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -319,6 +320,40 @@ func TestUserTokensLimitAndFeatureGate(t *testing.T) {
 	_, err := h.tokensAs("alice").Create(context.Background(), tokenObject(nil), metav1.CreateOptions{})
 	if !apierrors.IsForbidden(err) || !strings.Contains(err.Error(), "already has 2 tokens") {
 		t.Fatalf("third token: %v, want Forbidden naming the limit", err)
+	}
+
+	// Creates that arrive together cannot all pass the limit: the store
+	// counts and writes in one step.
+	h.writeCert("bob", "bob")
+	bob := h.tokensAsUnlimited("bob")
+	if _, err := bob.List(context.Background(), metav1.ListOptions{}); err != nil { // the connection, open before the creates
+		t.Fatal(err)
+	}
+	const tries = 16
+	var wg sync.WaitGroup
+	errs := make(chan error, tries)
+	start := make(chan struct{})
+	for range tries {
+		wg.Go(func() {
+			<-start
+			_, err := bob.Create(context.Background(), tokenObject(nil), metav1.CreateOptions{})
+			errs <- err
+		})
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	created := 0
+	for err := range errs {
+		switch {
+		case err == nil:
+			created++
+		case !apierrors.IsForbidden(err):
+			t.Errorf("concurrent create: %v, want success or 403", err)
+		}
+	}
+	if created != 2 {
+		t.Fatalf("%d of %d concurrent creates succeeded with a limit of 2", created, tries)
 	}
 
 	off := startServer(t, func(c *config.Config) { c.FeatureGates = map[string]bool{config.UserTokens: false} })
