@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
-	"path/filepath"
 	"testing"
 	"time"
+
+	"portcullis.dev/portcullis/keys/keystest"
+	"portcullis.dev/portcullis/store/bolt/bolttest"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jws"
@@ -34,25 +36,10 @@ type fixture struct {
 func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	clk := testingclock.NewFakeClock(time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))
-	key, err := keys.Generate(jwa.ES256, rand.Reader, clk.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	key.State = keys.StateActive
-	next, err := keys.Generate(jwa.ES256, rand.Reader, clk.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	next.State = keys.StateNext
-	ring, err := keys.NewRing([]*keys.Key{key, next})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "p.db"), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	key := keystest.NewKey(t, keys.StateActive, clk.Now())
+	next := keystest.NewKey(t, keys.StateNext, clk.Now())
+	ring := keystest.NewRing(t, key, next)
+	st := bolttest.Open(t)
 	c, err := revocation.New(st, revocation.Options{Clock: clk})
 	if err != nil {
 		t.Fatal(err)

@@ -3,17 +3,17 @@ package issuer_test
 import (
 	"context"
 	"crypto/rand"
-	"path/filepath"
 	"testing"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v2/jwa"
+	"portcullis.dev/portcullis/keys/keystest"
+	"portcullis.dev/portcullis/store/bolt/bolttest"
+
 	clocktesting "k8s.io/utils/clock/testing"
 
 	"portcullis.dev/portcullis/issuer"
 	"portcullis.dev/portcullis/keys"
 	"portcullis.dev/portcullis/store"
-	"portcullis.dev/portcullis/store/bolt"
 	"portcullis.dev/portcullis/token"
 )
 
@@ -23,20 +23,8 @@ import (
 // right edge. Each jti is the one in its token, and all are distinct.
 func TestJTIsSortByMintingTime(t *testing.T) {
 	clk := clocktesting.NewFakePassiveClock(time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC))
-	key, err := keys.Generate(jwa.ES256, rand.Reader, clk.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	key.State = keys.StateActive
-	ring, err := keys.NewRing([]*keys.Key{key})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "p.db"), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	ring := keystest.NewRing(t, keystest.NewKey(t, keys.StateActive, clk.Now()))
+	st := bolttest.Open(t)
 	m := issuer.NewMinter("https://portcullis.test", ring, st, clk, rand.Reader)
 
 	var minted []string

@@ -4,15 +4,15 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"path/filepath"
 	"testing"
 	"time"
+
+	"portcullis.dev/portcullis/store/bolt/bolttest"
 
 	"k8s.io/utils/clock"
 
 	"portcullis.dev/portcullis/keys"
 	"portcullis.dev/portcullis/keys/keystest"
-	"portcullis.dev/portcullis/store/bolt"
 )
 
 func newRing(t *testing.T) *keys.Ring {
@@ -37,11 +37,7 @@ func TestKMSOutage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := bolt.Open(filepath.Join(t.TempDir(), "portcullis.db"), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
+	s := bolttest.Open(t)
 	opts := keys.ManagerOptions{Store: s, Encryption: enc, Clock: clock.RealClock{}, Rand: rand.Reader}
 	m := keys.NewManager(newRing(t), opts)
 	if err := m.Load(ctx, ""); err != nil {

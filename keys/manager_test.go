@@ -6,15 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"portcullis.dev/portcullis/store/bolt/bolttest"
+
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	testingclock "k8s.io/utils/clock/testing"
-
-	"portcullis.dev/portcullis/store/bolt"
 )
 
 // newManager manages a ring in a real bbolt store, sealed with a file
@@ -22,11 +21,7 @@ import (
 func newManager(t *testing.T, opts ManagerOptions) (*Manager, *testingclock.FakeClock) {
 	t.Helper()
 	clk := testingclock.NewFakeClock(time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))
-	s, err := bolt.Open(filepath.Join(t.TempDir(), "portcullis.db"), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := bolttest.Open(t)
 	opts.Store, opts.Clock, opts.Rand = s, clk, rand.Reader
 	if opts.Encryption == nil {
 		opts.Encryption = testEncryption()

@@ -3,10 +3,11 @@ package revocation
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
+
+	"portcullis.dev/portcullis/store/bolt/bolttest"
 
 	testingclock "k8s.io/utils/clock/testing"
 
@@ -23,11 +24,7 @@ func newAuthority(t *testing.T, maxEntries int64) (*Authority, *bolt.Store, *tes
 // fake clock.
 func newAuthorityWith(t *testing.T, opts Options) (*Authority, *bolt.Store, *testingclock.FakeClock) {
 	t.Helper()
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "p.db"), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
+	st := bolttest.Open(t)
 	clk := testingclock.NewFakeClock(time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC))
 	opts.Clock = clk
 	c, err := New(st, opts)

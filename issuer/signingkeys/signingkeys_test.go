@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"portcullis.dev/portcullis/keys/keystest"
+	"portcullis.dev/portcullis/store/bolt/bolttest"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -19,7 +21,6 @@ import (
 	"portcullis.dev/portcullis/issuer/apis/portcullis/v1alpha1"
 	"portcullis.dev/portcullis/keys"
 	"portcullis.dev/portcullis/store"
-	"portcullis.dev/portcullis/store/bolt"
 )
 
 // records is the store as the resource sees it: records by key id.
@@ -40,24 +41,13 @@ func (r records) ListRecords(_ context.Context, opts store.ListOptions) (*store.
 func newREST(t *testing.T, recs records) (*REST, *keys.Key, *testingclock.FakeClock) {
 	t.Helper()
 	clk := testingclock.NewFakeClock(time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC))
-	k, err := keys.Generate(jwa.ES256, rand.Reader, clk.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	k.State = keys.StateActive
+	k := keystest.NewKey(t, keys.StateActive, clk.Now())
 	dir := t.TempDir()
 	if err := keys.SaveDir(dir, []*keys.Key{k}); err != nil {
 		t.Fatal(err)
 	}
-	ring, err := keys.NewRing(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := bolt.Open(filepath.Join(t.TempDir(), "portcullis.db"), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	ring := keystest.NewRing(t)
+	s := bolttest.Open(t)
 	kek := make([]byte, keys.KEKSize)
 	if _, err := rand.Read(kek); err != nil {
 		t.Fatal(err)

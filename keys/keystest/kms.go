@@ -1,5 +1,6 @@
-// Package keystest runs a real Kubernetes KMS v2 plugin for tests of the
-// key ring's envelope encryption.
+// Package keystest holds what tests of other packages need of keys: fresh
+// signing keys and rings, and a real Kubernetes KMS v2 plugin for tests of
+// the key ring's envelope encryption.
 package keystest
 
 import (

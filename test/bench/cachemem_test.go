@@ -4,12 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
-	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v2/jwa"
+	"portcullis.dev/portcullis/keys/keystest"
+	"portcullis.dev/portcullis/store/bolt/bolttest"
+
 	"k8s.io/utils/clock"
 
 	"portcullis.dev/portcullis/authn"
@@ -17,7 +18,6 @@ import (
 	"portcullis.dev/portcullis/keys"
 	"portcullis.dev/portcullis/revocation"
 	"portcullis.dev/portcullis/store"
-	"portcullis.dev/portcullis/store/bolt"
 )
 
 // cachedReviewBytes measures what a cached review costs in heap, through the
@@ -31,20 +31,9 @@ func cachedReviewBytes(t *testing.T, n int) (perReview float64, held int) {
 	t.Helper()
 	const iss, aud = "https://portcullis.portcullis.svc", "https://kubernetes.default.svc.cluster.local"
 	clk := clock.RealClock{}
-	key, err := keys.Generate(jwa.ES256, rand.Reader, clk.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	key.State = keys.StateActive
-	ring, err := keys.NewRing([]*keys.Key{key})
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := bolt.Open(filepath.Join(t.TempDir(), "p.db"), time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	ring := keystest.NewRing(t, keystest.NewKey(t, keys.StateActive, clk.Now()))
+	st := bolttest.Open(t)
+	defer st.Close() // now: the scale rows after this measure the process's RSS
 	writer, err := revocation.New(st, revocation.Options{Clock: clk})
 	if err != nil {
 		t.Fatal(err)
