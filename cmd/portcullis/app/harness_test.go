@@ -99,7 +99,7 @@ func startServerWithClock(t *testing.T, clk clock.PassiveClock, mutate func(*con
 
 func (h *harness) start() {
 	h.t.Helper()
-	log := slog.New(slog.NewTextHandler(io.MultiWriter(h.logs, h.t.Output()), &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log := slog.New(slog.NewTextHandler(io.MultiWriter(h.logs, testutil.Output(h.t)), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	klog.SetSlogLogger(log)
 	clk := h.clock
 	if clk == nil {
