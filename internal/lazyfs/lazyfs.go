@@ -18,9 +18,12 @@ package lazyfs
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	iofs "io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -97,6 +100,9 @@ func (l *FS) Crash() error {
 	defer l.mu.Unlock()
 	for path, st := range l.files {
 		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if errors.Is(err, iofs.ErrNotExist) {
+			continue // deleted: that is durable at once
+		}
 		if err != nil {
 			return fmt.Errorf("lazyfs: crash: %w", err)
 		}
@@ -167,6 +173,19 @@ func (l *FS) remember(path string, off, n int64) {
 	st.undo = append(st.undo, region{off: off, old: old})
 }
 
+// renamed moves what a crash undoes in the file or directory oldPath, and
+// in the files below it, to their new paths.
+func (l *FS) renamed(oldPath, newPath string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for path, st := range l.files {
+		if rest, ok := strings.CutPrefix(path, oldPath); ok && (rest == "" || rest[0] == filepath.Separator) {
+			delete(l.files, path)
+			l.files[newPath+rest] = st
+		}
+	}
+}
+
 // synced forgets what a crash would undo in path: it is durable now.
 func (l *FS) synced(path string) {
 	l.mu.Lock()
@@ -189,6 +208,7 @@ var (
 	_ fs.NodeOpener      = (*node)(nil)
 	_ fs.NodeCreater     = (*node)(nil)
 	_ fs.NodeSetattrer   = (*node)(nil)
+	_ fs.NodeRenamer     = (*node)(nil)
 )
 
 // WrapChild implements fs.NodeWrapChilder: every node below is lazy too.
@@ -223,6 +243,17 @@ func (n *node) Create(ctx context.Context, name string, flags, mode uint32, out 
 		return nil, nil, 0, syscall.EIO
 	}
 	return inode, &file{inner: fh, node: child}, fl, 0
+}
+
+// Rename implements fs.NodeRenamer: a rename is durable at once, and what a
+// crash undoes follows the renamed file (etcd's log is made in a temporary
+// directory renamed into place).
+func (n *node) Rename(ctx context.Context, name string, newParent fs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	errno := n.LoopbackNode.Rename(ctx, name, newParent, newName, flags)
+	if p, ok := newParent.(*node); ok && errno == 0 {
+		n.lazy.renamed(filepath.Join(n.hostPath(), name), filepath.Join(p.hostPath(), newName))
+	}
+	return errno
 }
 
 // Setattr implements fs.NodeSetattrer: a truncate is lazy too.
