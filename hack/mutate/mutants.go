@@ -89,6 +89,22 @@ var mutants = []mutant{
 	// Durability: a record or revocation is acknowledged only once synced.
 	{"bolt: fsync before acknowledging", "store/bolt/bolt.go",
 		`FreelistType: bbolt.FreelistMapType}`, `FreelistType: bbolt.FreelistMapType, NoSync: true}`},
+	{"bolt: the log syncs a new record before it is acknowledged", "store/bolt/wal.go",
+		"if err := fileutil.Fdatasync(l.f); err != nil {\n\t\treturn 0, fmt.Errorf(\"bolt: sync log", "if err := error(nil); err != nil {\n\t\treturn 0, fmt.Errorf(\"bolt: sync log"},
+	{"bolt: a torn frame ends the log", "store/bolt/wal.go",
+		`if crc32.Checksum(b[8:frameHeader+n], castagnoli) != binary.LittleEndian.Uint32(b[4:]) {`, `if false {`},
+	{"bolt: opening replays the log", "store/bolt/bolt.go",
+		"for _, e := range ents {\n\t\t\tn, err := decodeNewRecord(e.data)", "for _, e := range ents[:0] {\n\t\t\tn, err := decodeNewRecord(e.data)"},
+	{"bolt: a commit records how far into the log the file is", "store/bolt/commit.go",
+		`applied := binary.BigEndian.AppendUint64(nil, c.log.last)`, `applied := binary.BigEndian.AppendUint64(nil, 0)`},
+	{"bolt: records waiting for their commit are read by jti", "store/bolt/bolt.go",
+		`if n := pending.byJTI[jti]; n != nil {`, `if n := pending.byJTI[jti]; n != nil && false {`},
+	{"bolt: records waiting for their commit are read by name", "store/bolt/bolt.go",
+		`if n := pending.byName[name]; n != nil {`, `if n := pending.byName[name]; n != nil && false {`},
+	{"bolt: records waiting for their commit are listed", "store/bolt/bolt.go",
+		`more := pending.inRange(rng)`, `more := pending.inRange(rng)[:0]`},
+	{"bolt: a new file beside an old log is refused", "store/bolt/bolt.go",
+		`tx.Bucket(bucketRecords) == nil && logExists(logDir) {`, `tx.Bucket(bucketRecords) == nil && logExists(logDir) && false {`},
 
 	// The shared key ring: a retirement made through any replica holds on
 	// all of them, and concurrent changes do not overwrite each other.
@@ -104,8 +120,8 @@ var mutants = []mutant{
 	// The per-user token limit: counted in the write that adds the token.
 	{"tokens: the store holds the per-user limit", "issuer/tokens/tokens.go",
 		`MaxHeld:        r.opts.MaxPerUser,`, `MaxHeld:        0,`},
-	{"bolt: MaxHeld counted in the write transaction", "store/bolt/bolt.go",
-		`if opts.MaxHeld > 0 && heldAtLeast(tx, r, opts.MaxHeld) {`, `if false {`},
+	{"bolt: MaxHeld counted in the write transaction", "store/bolt/pending.go",
+		`if n.maxHeld > 0 && heldAtLeast(tx, r, n.maxHeld) {`, `if false {`},
 	{"etcd: MaxHeld refuses at the bound", "store/etcd/etcd.go",
 		`if count >= int64(opts.MaxHeld) {`, `if count >= int64(opts.MaxHeld) && false {`},
 	{"etcd: MaxHeld commits only if the count still holds", "store/etcd/etcd.go",

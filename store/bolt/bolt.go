@@ -1,5 +1,6 @@
-// Package bolt is the embedded store backend: one bbolt file, fsynced on every
-// write, for a single Portcullis replica.
+// Package bolt is the embedded store backend for a single Portcullis
+// replica: one bbolt file behind a write-ahead log. Nothing is acknowledged
+// before it is synced to one of the two.
 package bolt
 
 import (
@@ -33,7 +34,8 @@ var (
 // Store is a store.Store on a bbolt file.
 type Store struct {
 	db     *bbolt.DB
-	writes *groupCommit
+	log    *recordLog
+	writes *committer
 	watch  watchers[store.Event]
 	// ringMu orders key ring swaps with their publication, so watchers
 	// see rings in revision order.
@@ -46,9 +48,16 @@ var (
 	_ store.Watcher = (*Store)(nil)
 )
 
-// Open opens or creates the bbolt file at path. It fails after lockTimeout if
-// another process holds the file.
+// Open opens or creates the bbolt file at path and its write-ahead log, the
+// directory path+".wal", and replays the log's entries the file does not
+// hold yet. It fails after lockTimeout if another process holds the file.
 func Open(path string, lockTimeout time.Duration) (*Store, error) {
+	return open(path, lockTimeout, flushInterval)
+}
+
+// open is Open with the longest a new record waits for its commit to the
+// file (tests lengthen it to keep records in the log alone).
+func open(path string, lockTimeout, flushEvery time.Duration) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("bolt: %w", err)
 	}
@@ -56,11 +65,21 @@ func Open(path string, lockTimeout time.Duration) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bolt: open %s: %w", path, err)
 	}
+	var applied uint64
+	logDir := path + ".wal"
 	err = db.Update(func(tx *bbolt.Tx) error {
-		for _, b := range [][]byte{bucketRecords, bucketExpiry, bucketRevocations, bucketNames, bucketKeyRing} {
+		if tx.Bucket(bucketMeta) == nil && tx.Bucket(bucketRecords) == nil && logExists(logDir) {
+			// A new file beside an old log: replaying it would bring
+			// back the records of the file that was removed.
+			return fmt.Errorf("%w: the log %s belongs to a store file that is gone; remove it to start empty", errForeignLog, logDir)
+		}
+		for _, b := range [][]byte{bucketRecords, bucketExpiry, bucketRevocations, bucketNames, bucketKeyRing, bucketMeta} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
+		}
+		if v := tx.Bucket(bucketMeta).Get(metaLogApplied); len(v) == 8 {
+			applied = binary.BigEndian.Uint64(v)
 		}
 		return createIndexes(tx)
 	})
@@ -68,7 +87,50 @@ func Open(path string, lockTimeout time.Duration) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("bolt: init %s: %w", path, err)
 	}
-	return &Store{db: db, writes: newGroupCommit(db)}, nil
+	log, err := replayLog(db, logDir, applied)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	return &Store{db: db, log: log, writes: newCommitter(db, log, flushEvery)}, nil
+}
+
+var errForeignLog = errors.New("bolt: foreign log")
+
+// replayLog opens the log in dir and writes the entries after applied into
+// the file: records acknowledged before a crash that no commit held.
+func replayLog(db *bbolt.DB, dir string, applied uint64) (*recordLog, error) {
+	log, ents, err := openRecordLog(dir, applied)
+	if err != nil {
+		return nil, err
+	}
+	if len(ents) == 0 {
+		if err := log.markApplied(); err != nil {
+			log.close()
+			return nil, err
+		}
+		return log, nil
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		for _, e := range ents {
+			n, err := decodeNewRecord(e.data)
+			if err != nil {
+				return fmt.Errorf("log entry %d: %w", e.index, err)
+			}
+			if err := n.put(tx); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(metaLogApplied, binary.BigEndian.AppendUint64(nil, log.last))
+	})
+	if err == nil {
+		err = log.markApplied()
+	}
+	if err != nil {
+		log.close()
+		return nil, fmt.Errorf("bolt: replay %s: %w", dir, err)
+	}
+	return log, nil
 }
 
 // expiryKey orders records by expiry so PurgeExpired scans only what is due.
@@ -85,46 +147,38 @@ func wrap(err error) error {
 	return err
 }
 
-// CreateRecord implements store.Store.
+// CreateRecord implements store.Store. Concurrent creates share one log
+// append and one fdatasync; each returns once its record is durable.
 func (s *Store) CreateRecord(_ context.Context, r *store.Record, opts store.CreateOptions) error {
 	data, err := json.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("bolt: encode record: %w", err)
 	}
-	// Concurrent writers share one transaction and one fsync (each still
-	// returns only once it is durable). fn may run more than once, so it
-	// only reads and writes inside tx.
-	return wrap(s.writes.do(func(tx *bbolt.Tx) error {
-		b := tx.Bucket(bucketRecords)
-		if b.Get([]byte(r.JTI)) != nil {
-			return fmt.Errorf("bolt: record %q: %w", r.JTI, store.ErrExists)
-		}
-		if opts.MaxHeld > 0 && heldAtLeast(tx, r, opts.MaxHeld) {
-			return fmt.Errorf("bolt: %d records of %s %q: %w", opts.MaxHeld, r.Kind, r.Subject, store.ErrLimit)
-		}
-		if r.User != nil {
-			names := tx.Bucket(bucketNames)
-			if names.Get([]byte(r.User.Name)) != nil {
-				return fmt.Errorf("bolt: token name %q: %w", r.User.Name, store.ErrExists)
-			}
-			if err := names.Put([]byte(r.User.Name), []byte(r.JTI)); err != nil {
-				return err
-			}
-		}
-		if err := b.Put([]byte(r.JTI), data); err != nil {
-			return err
-		}
-		if err := putIndexEntries(tx, r); err != nil {
-			return err
-		}
-		return tx.Bucket(bucketExpiry).Put(expiryKey(r.ExpiresAt, r.JTI), nil)
-	}))
+	own := *r // the store's keys are read from its own copy
+	if r.User != nil {
+		u := *r.User
+		own.User = &u
+	}
+	return wrap(s.writes.create(makeNewRecord(&own, data, opts.MaxHeld)))
+}
+
+// view runs fn in a read transaction beside the records acknowledged and
+// not yet committed to the file (a record may be in both).
+func (s *Store) view(fn func(*bbolt.Tx, *pendingRecords) error) error {
+	s.writes.pendingMu.RLock()
+	defer s.writes.pendingMu.RUnlock()
+	return s.db.View(func(tx *bbolt.Tx) error { return fn(tx, s.writes.pending) })
 }
 
 // GetRecordByName implements store.Store.
 func (s *Store) GetRecordByName(_ context.Context, name string) (*store.Record, error) {
 	var r *store.Record
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx, pending *pendingRecords) error {
+		if n := pending.byName[name]; n != nil {
+			var err error
+			r, err = n.decode()
+			return err
+		}
 		jti := tx.Bucket(bucketNames).Get([]byte(name))
 		if jti == nil {
 			return fmt.Errorf("bolt: token %q: %w", name, store.ErrNotFound)
@@ -221,7 +275,12 @@ func deleteRecord(tx *bbolt.Tx, r *store.Record) error {
 // GetRecord implements store.Store.
 func (s *Store) GetRecord(_ context.Context, jti string) (*store.Record, error) {
 	var r *store.Record
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx, pending *pendingRecords) error {
+		if n := pending.byJTI[jti]; n != nil {
+			var err error
+			r, err = n.decode()
+			return err
+		}
 		data := tx.Bucket(bucketRecords).Get([]byte(jti))
 		if data == nil {
 			return fmt.Errorf("bolt: record %q: %w", jti, store.ErrNotFound)
@@ -240,11 +299,30 @@ func (s *Store) ListRecords(_ context.Context, opts store.ListOptions) (*store.R
 		return nil, err
 	}
 	page := store.NewPage(opts, rng)
-	err = s.db.View(func(tx *bbolt.Tx) error {
+	err = s.view(func(tx *bbolt.Tx, pending *pendingRecords) error {
 		records := tx.Bucket(bucketRecords)
 		index := records
 		if rng.Index != store.IndexAll {
 			index = tx.Bucket(indexBuckets[rng.Index])
+		}
+		// The file's keys and the pending ones, merged in key order.
+		more := pending.inRange(rng)
+		addPending := func(upTo []byte) (bool, error) {
+			for len(more) > 0 && (upTo == nil || more[0].key <= string(upTo)) {
+				p := more[0]
+				more = more[1:]
+				if upTo != nil && p.key == string(upTo) {
+					continue // committed since: the file's copy follows
+				}
+				r, err := p.record.decode()
+				if err != nil {
+					return false, err
+				}
+				if !page.Add(p.key, r) {
+					return false, nil
+				}
+			}
+			return true, nil
 		}
 		c := index.Cursor()
 		k, v := c.Seek([]byte(rng.Prefix))
@@ -254,6 +332,9 @@ func (s *Store) ListRecords(_ context.Context, opts store.ListOptions) (*store.R
 			}
 		}
 		for ; k != nil && bytes.HasPrefix(k, []byte(rng.Prefix)); k, v = c.Next() {
+			if on, err := addPending(k); !on || err != nil {
+				return err
+			}
 			if rng.Index != store.IndexAll {
 				v = records.Get([]byte(rng.JTI(string(k))))
 			}
@@ -265,10 +346,11 @@ func (s *Store) ListRecords(_ context.Context, opts store.ListOptions) (*store.R
 				}
 			}
 			if !page.Add(string(k), r) {
-				break
+				return nil
 			}
 		}
-		return nil
+		_, err := addPending(nil)
+		return err
 	})
 	if err != nil {
 		return nil, wrap(err)
@@ -352,8 +434,9 @@ func (s *Store) ListRevocations(_ context.Context) ([]*store.Revocation, error) 
 
 // PurgeExpired implements store.Store.
 func (s *Store) PurgeExpired(_ context.Context, now time.Time) (int, error) {
-	n := 0
-	err := s.db.Update(func(tx *bbolt.Tx) error {
+	var n int
+	err := s.writes.do(func(tx *bbolt.Tx) error {
+		n = 0 // the function may run again
 		expiry, revs := tx.Bucket(bucketExpiry), tx.Bucket(bucketRevocations)
 		limit := expiryKey(now, "")
 		var due [][]byte
@@ -421,6 +504,6 @@ func (s *Store) Ready(_ context.Context) error {
 // Close implements store.Store: the writes already asked for are committed
 // first.
 func (s *Store) Close() error {
-	s.writes.close()
-	return s.db.Close()
+	s.writes.close(true)
+	return errors.Join(s.log.close(), s.db.Close())
 }

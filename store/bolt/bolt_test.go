@@ -1,6 +1,8 @@
 package bolt
 
 import (
+	"errors"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -86,5 +88,40 @@ func TestIndexesFilledForOldFiles(t *testing.T) {
 		if err != nil || len(list.Items) != 2 {
 			t.Fatalf("ListRecords(%+v) after reopening = %+v, %v; want both records", opts, list, err)
 		}
+	}
+}
+
+// TestNewFileBesideAnOldLogIsRefused: an operator who removes the file to
+// start empty, and leaves its log, must not get the old records back from
+// the log's replay.
+func TestNewFileBesideAnOldLogIsRefused(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "portcullis.db")
+	s, err := Open(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateRecord(t.Context(), testRecord("j1"), store.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Open(path, time.Second); !errors.Is(err, errForeignLog) {
+		if err == nil {
+			s.Close()
+		}
+		t.Fatalf("Open beside the old log = %v, want a refusal naming it", err)
+	}
+	if err := os.RemoveAll(path + ".wal"); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if _, err := s.GetRecord(t.Context(), "j1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("the removed file's record = %v, want it gone", err)
 	}
 }

@@ -51,7 +51,7 @@ func (s *Store) SwapKeyRing(_ context.Context, ring *store.KeyRing) (int64, erro
 	s.ringMu.Lock()
 	defer s.ringMu.Unlock()
 	var stored store.KeyRing
-	err = s.db.Update(func(tx *bbolt.Tx) error {
+	err = s.writes.do(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(bucketKeyRing)
 		var rev uint64
 		if v := b.Get(keyRingRevision); v != nil {
