@@ -192,9 +192,17 @@ func measureScale(t *testing.T, n int, storeConfig func(*config.Config)) scaleRo
 	// measure the steady state after it.
 	waitIdle(t)
 
-	start = time.Now()
-	e.start(t)
-	row.ready = time.Since(start)
+	// Ready: the median of three starts, the first right after the fill.
+	var readies []time.Duration
+	for i := range 3 {
+		if i > 0 {
+			e.stop()
+		}
+		start = time.Now()
+		e.start(t)
+		readies = append(readies, time.Since(start))
+	}
+	row.ready = percentile(readies, 0.5)
 
 	// Prune: keys rotated out that signed nothing, among n records.
 	keysURL := "https://" + e.srv.IssuerAddr().String() + "/apis/portcullis.dev/v1alpha1/signingkeys"
