@@ -70,3 +70,43 @@ func TestCrashDropsExactlyTheUnsyncedWrites(t *testing.T) {
 		t.Fatalf("a never-synced file kept %q", got)
 	}
 }
+
+// TestCrashFollowsRenamesAndSkipsDeletes: a rename and a delete are durable
+// at once; a crash undoes unsynced writes at the file's new path (its
+// directory renamed) and passes over a file that is gone.
+func TestCrashFollowsRenamesAndSkipsDeletes(t *testing.T) {
+	l, backing := mount(t)
+	if err := os.Mkdir(filepath.Join(l.Dir, "d.tmp"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	write := func(path, data string, sync bool) {
+		f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|os.O_APPEND, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.WriteString(data); err != nil {
+			t.Fatal(err)
+		}
+		if sync {
+			if err := f.Sync(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	write(filepath.Join(l.Dir, "d.tmp", "seg"), "synced", true)
+	write(filepath.Join(l.Dir, "d.tmp", "seg"), "+lost", false)
+	write(filepath.Join(l.Dir, "old"), "unsynced, then deleted", false)
+	if err := os.Rename(filepath.Join(l.Dir, "d.tmp"), filepath.Join(l.Dir, "d")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(l.Dir, "old")); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Crash(); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(backing, "d", "seg")); err != nil || string(got) != "synced" {
+		t.Fatalf("the renamed file after the crash: %q, %v; want only its synced bytes", got, err)
+	}
+}
