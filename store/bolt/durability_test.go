@@ -16,6 +16,62 @@ import (
 	"portcullis.dev/portcullis/store"
 )
 
+// crashRig is a store on a lazy filesystem that a test crashes and opens
+// again, round after round.
+type crashRig struct {
+	t            *testing.T
+	backing, dir string
+	l            *lazyfs.Process
+	s            *Store
+}
+
+func newCrashRig(t *testing.T) *crashRig {
+	r := &crashRig{t: t, backing: t.TempDir(), dir: t.TempDir()}
+	// A test that fails must still close and unmount, or its process cannot exit.
+	t.Cleanup(func() {
+		if r.s != nil {
+			r.s.Close()
+		}
+		if r.l != nil {
+			r.l.Unmount()
+		}
+	})
+	return r
+}
+
+// open mounts the filesystem and opens the store on it, committing new
+// records to the file every flushEvery.
+func (r *crashRig) open(round int, flushEvery time.Duration) *Store {
+	r.t.Helper()
+	var err error
+	if r.l, err = lazyfs.MountProcess(r.backing, r.dir); err != nil {
+		r.t.Fatal(err)
+	}
+	if r.s, err = open(filepath.Join(r.dir, "portcullis.db"), time.Second, flushEvery); err != nil {
+		r.t.Fatalf("round %d: the store does not open after a crash: %v", round, err)
+	}
+	return r.s
+}
+
+// crash: the process dies (closing the store as Close does, or dropping
+// what waits for its commit to the file), then the power goes.
+func (r *crashRig) crash(closeStore bool) {
+	r.t.Helper()
+	if closeStore {
+		r.s.Close()
+	} else {
+		r.s.writes.close(false)
+		r.s.log.close()
+		r.s.db.Close()
+	}
+	r.s = nil
+	err := r.l.Crash()
+	r.l = nil
+	if err != nil {
+		r.t.Fatal(err)
+	}
+}
+
 // TestAcknowledgedWritesSurviveLosingUnsyncedData puts the store on a
 // filesystem that drops every write not fsynced when it "crashes" (a power
 // cut, which kill -9 is not: that keeps the page cache). Every record,
@@ -23,30 +79,13 @@ import (
 // crash, and the file must open cleanly. Without the fsync before each
 // acknowledgement, this test loses them.
 func TestAcknowledgedWritesSurviveLosingUnsyncedData(t *testing.T) {
-	backing, dir := t.TempDir(), t.TempDir()
+	rig := newCrashRig(t)
 	ctx := context.Background()
 	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
 	acked := map[string]bool{} // jti -> revoked
 	const crashes, perRound = 5, 60
-	var l *lazyfs.Process
-	var s *Store
-	// A test that fails must still close and unmount, or its process cannot exit.
-	t.Cleanup(func() {
-		if s != nil {
-			s.Close()
-		}
-		if l != nil {
-			l.Unmount()
-		}
-	})
 	for round := range crashes + 1 {
-		var err error
-		if l, err = lazyfs.MountProcess(backing, dir); err != nil {
-			t.Fatal(err)
-		}
-		if s, err = Open(filepath.Join(dir, "portcullis.db"), time.Second); err != nil {
-			t.Fatalf("round %d: the store does not open after a crash: %v", round, err)
-		}
+		s := rig.open(round, flushInterval)
 		for jti, revoked := range acked {
 			r, err := s.GetRecord(ctx, jti)
 			if err != nil {
@@ -89,14 +128,7 @@ func TestAcknowledgedWritesSurviveLosingUnsyncedData(t *testing.T) {
 				acked[jti] = true
 			}
 		}
-		// The process dies: nothing more reaches the file, then the power goes.
-		s.Close()
-		s = nil
-		err = l.Crash()
-		l = nil
-		if err != nil {
-			t.Fatal(err)
-		}
+		rig.crash(true)
 	}
 	if len(acked) != crashes*perRound {
 		t.Fatalf("%d records acknowledged, want %d", len(acked), crashes*perRound)
@@ -109,20 +141,9 @@ func TestAcknowledgedWritesSurviveLosingUnsyncedData(t *testing.T) {
 // then the power goes) must lose none of them: the next open replays them
 // from the log, and does not bring back what was deleted after its commit.
 func TestLoggedRecordsSurviveACrashBeforeTheirCommit(t *testing.T) {
-	backing, dir := t.TempDir(), t.TempDir()
+	rig := newCrashRig(t)
 	ctx := context.Background()
 	now := time.Now()
-	var l *lazyfs.Process
-	var s *Store
-	t.Cleanup(func() {
-		if s != nil {
-			s.Close()
-		}
-		if l != nil {
-			l.Unmount()
-		}
-	})
-	path := filepath.Join(dir, "portcullis.db")
 	record := func(jti string) *store.Record {
 		return &store.Record{JTI: jti, Kind: store.KindUser, Subject: "alice", KeyID: "k", IssuedAt: now, ExpiresAt: now.Add(time.Hour),
 			User: &store.UserToken{Name: "token-" + jti, UID: jti, TTL: time.Hour}}
@@ -131,14 +152,8 @@ func TestLoggedRecordsSurviveACrashBeforeTheirCommit(t *testing.T) {
 	deleted := map[string]bool{}
 	const rounds, perRound = 3, 40
 	for round := range rounds + 1 {
-		var err error
-		if l, err = lazyfs.MountProcess(backing, dir); err != nil {
-			t.Fatal(err)
-		}
 		// No commit to the file but the ones this test asks for.
-		if s, err = open(path, time.Second, time.Hour); err != nil {
-			t.Fatalf("round %d: the store does not open after a crash: %v", round, err)
-		}
+		s := rig.open(round, time.Hour)
 		for _, jti := range live {
 			if r, err := s.GetRecordByName(ctx, "token-"+jti); err != nil || r.JTI != jti {
 				t.Fatalf("round %d: acknowledged record %s lost: %v", round, jti, err)
@@ -186,15 +201,7 @@ func TestLoggedRecordsSurviveACrashBeforeTheirCommit(t *testing.T) {
 			t.Fatalf("round %d: %d records wait for their commit, want %d: the crash would test nothing", round, pending, perRound)
 		}
 		// The process dies with the records in the log alone.
-		s.writes.close(false)
-		s.log.close()
-		s.db.Close()
-		s = nil
-		err = l.Crash()
-		l = nil
-		if err != nil {
-			t.Fatal(err)
-		}
+		rig.crash(false)
 	}
 }
 
