@@ -10,9 +10,9 @@ import (
 	"strconv"
 	"time"
 
+	jsonv2 "github.com/go-json-experiment/json"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	sigsjson "sigs.k8s.io/json"
 )
 
 // The TokenReview versions the webhook answers, each in its own version.
@@ -141,9 +141,10 @@ func (h *WebhookHandler) decode(w http.ResponseWriter, r *http.Request) (*review
 		return nil, http.StatusBadRequest, "request body could not be read"
 	}
 	// Field names match exactly, as kube-apiserver's codecs match them:
-	// encoding/json would let a "TOKEN" key override "token".
+	// encoding/json would let a "TOKEN" key override "token". The v2 engine
+	// matches exactly and refuses a name given twice.
 	var req reviewRequest
-	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(body, &req); err != nil {
+	if err := jsonv2.Unmarshal(body, &req); err != nil {
 		return nil, http.StatusBadRequest, "request body is not a JSON TokenReview"
 	}
 	if req.APIVersion != TokenReviewV1 && req.APIVersion != TokenReviewV1beta1 {

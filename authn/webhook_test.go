@@ -57,7 +57,8 @@ func TestWebhookReportsReasons(t *testing.T) {
 
 // TestWebhookDecodesFieldNamesCaseSensitively: kube-apiserver's codecs match
 // JSON keys exactly, so must the webhook. encoding/json would let "TOKEN"
-// (or "Token") stand in for "token", and the last one of them win.
+// (or "Token") stand in for "token", and the last one of them win. A key
+// given twice is ambiguous: a 400, not a guess at which one was meant.
 func TestWebhookDecodesFieldNamesCaseSensitively(t *testing.T) {
 	f := newFixture(t)
 	tok := f.mint(t, "u", time.Hour)
@@ -73,16 +74,18 @@ func TestWebhookDecodesFieldNamesCaseSensitively(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name, spec string
+		code       int
 		want       bool
 	}{
-		{"token then a differently cased key", `{"token":"` + tok.Value + `","TOKEN":"junk"}`, true},
-		{"only an upper-case key", `{"TOKEN":"` + tok.Value + `"}`, false},
-		{"only a capitalised key", `{"Token":"` + tok.Value + `"}`, false},
+		{"token then a differently cased key", `{"token":"` + tok.Value + `","TOKEN":"junk"}`, http.StatusOK, true},
+		{"only an upper-case key", `{"TOKEN":"` + tok.Value + `"}`, http.StatusOK, false},
+		{"only a capitalised key", `{"Token":"` + tok.Value + `"}`, http.StatusOK, false},
+		{"junk then the token under the same key", `{"token":"junk","token":"` + tok.Value + `"}`, http.StatusBadRequest, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, ok := review(tc.spec)
-			if code != http.StatusOK || ok != tc.want {
-				t.Fatalf("status %d authenticated %v, want 200 %v", code, ok, tc.want)
+			if code != tc.code || ok != tc.want {
+				t.Fatalf("status %d authenticated %v, want %d %v", code, ok, tc.code, tc.want)
 			}
 		})
 	}

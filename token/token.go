@@ -12,6 +12,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	jsonv2 "github.com/go-json-experiment/json"
 )
 
 // Claim names.
@@ -150,10 +152,13 @@ func ParseIssuedAt(s string) (time.Time, error) { return time.Parse(time.RFC3339
 func (c *Claims) Encode() ([]byte, error) { return json.Marshal(c) }
 
 // Decode reads a JSON payload. It checks nothing: whether the claims are
-// good is the verifier's to say.
+// good is the verifier's to say. It decodes with encoding/json's v2 engine
+// (go-json-experiment/json): half the cost of v1 on a review's first
+// sight, and stricter, since names match exactly and a name given twice is
+// an error.
 func Decode(payload []byte) (*Claims, error) {
 	var c Claims
-	if err := json.Unmarshal(payload, &c); err != nil {
+	if err := jsonv2.Unmarshal(payload, &c); err != nil {
 		return nil, err
 	}
 	return &c, nil

@@ -37,6 +37,8 @@ var mutants = []mutant{
 
 	// Claims.
 	{"verifier: issuer", "authn/verifier.go", `if p.Issuer != v.opts.Issuer {`, `if false {`},
+	{"token: claims named once and exactly", "token/token.go",
+		`if err := jsonv2.Unmarshal(payload, &c); err != nil {`, `if err := json.Unmarshal(payload, &c); err != nil && jsonv2.Unmarshal(payload, &c) != nil {`},
 	{"verifier: sub present", "authn/verifier.go", `if p.Subject == "" ||`, `if false ||`},
 	{"verifier: jti present", "authn/verifier.go", `|| p.ID == "" ||`, `|| false ||`},
 	{"verifier: aud present", "authn/verifier.go", `|| len(p.Audience) == 0 {`, `|| false {`},
@@ -154,7 +156,7 @@ var mutants = []mutant{
 		`if req.APIVersion != TokenReviewV1 && req.APIVersion != TokenReviewV1beta1 {`, `if false {`},
 	{"webhook: kind checked", "authn/webhook.go", `if req.Kind != "TokenReview" {`, `if false {`},
 	{"webhook: field names case-sensitive", "authn/webhook.go",
-		`if err := sigsjson.UnmarshalCaseSensitivePreserveInts(body, &req); err != nil {`, `if err := json.Unmarshal(body, &req); err != nil && sigsjson.UnmarshalCaseSensitivePreserveInts(body, &req) != nil {`},
+		`if err := jsonv2.Unmarshal(body, &req); err != nil {`, `if err := json.Unmarshal(body, &req); err != nil && jsonv2.Unmarshal(body, &req) != nil {`},
 	{"webhook: undecided is 503", "authn/webhook.go",
 		"if err != nil {\n\t\th.log.WarnContext", "if false {\n\t\th.log.WarnContext"},
 	{"webhook: 503 carries Retry-After", "authn/webhook.go",
