@@ -150,7 +150,7 @@ func wrap(err error) error {
 // CreateRecord implements store.Store. Concurrent creates share one log
 // append and one fdatasync; each returns once its record is durable.
 func (s *Store) CreateRecord(_ context.Context, r *store.Record, opts store.CreateOptions) error {
-	data, err := json.Marshal(r)
+	data, err := store.MarshalRecord(r)
 	if err != nil {
 		return fmt.Errorf("bolt: encode record: %w", err)
 	}
@@ -196,7 +196,7 @@ func getRecord(tx *bbolt.Tx, jti []byte) (*store.Record, error) {
 		return nil, fmt.Errorf("bolt: record %q: %w", jti, store.ErrNotFound)
 	}
 	r := new(store.Record)
-	if err := json.Unmarshal(data, r); err != nil {
+	if err := store.UnmarshalRecord(data, r); err != nil {
 		return nil, fmt.Errorf("bolt: decode record %q: %w", jti, err)
 	}
 	return r, nil
@@ -214,7 +214,7 @@ func (s *Store) UpdateRecord(_ context.Context, jti string, update func(*store.R
 		if err := store.ApplyUpdate(r, update); err != nil {
 			return err
 		}
-		data, err := json.Marshal(r)
+		data, err := store.MarshalRecord(r)
 		if err != nil {
 			return fmt.Errorf("bolt: encode record: %w", err)
 		}
@@ -286,7 +286,7 @@ func (s *Store) GetRecord(_ context.Context, jti string) (*store.Record, error) 
 			return fmt.Errorf("bolt: record %q: %w", jti, store.ErrNotFound)
 		}
 		r = new(store.Record)
-		return json.Unmarshal(data, r)
+		return store.UnmarshalRecord(data, r)
 	})
 	return r, wrap(err)
 }
@@ -341,7 +341,7 @@ func (s *Store) ListRecords(_ context.Context, opts store.ListOptions) (*store.R
 			var r *store.Record
 			if v != nil {
 				r = new(store.Record)
-				if err := json.Unmarshal(v, r); err != nil {
+				if err := store.UnmarshalRecord(v, r); err != nil {
 					return fmt.Errorf("bolt: decode record: %w", err)
 				}
 			}
@@ -381,11 +381,11 @@ func (s *Store) revoke(rev *store.Revocation) error {
 				return fmt.Errorf("bolt: record %q: %w", rev.Target, store.ErrNotFound)
 			}
 			var r store.Record
-			if err := json.Unmarshal(data, &r); err != nil {
+			if err := store.UnmarshalRecord(data, &r); err != nil {
 				return fmt.Errorf("bolt: decode record: %w", err)
 			}
 			if store.MarkRevoked(&r, rev) {
-				updated, err := json.Marshal(&r)
+				updated, err := store.MarshalRecord(&r)
 				if err != nil {
 					return err
 				}

@@ -2,7 +2,6 @@ package bolt
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 
 	bbolt "go.etcd.io/bbolt"
@@ -28,7 +27,7 @@ func createIndexes(tx *bbolt.Tx) error {
 	}
 	return tx.Bucket(bucketRecords).ForEach(func(_, v []byte) error {
 		r := new(store.Record)
-		if err := json.Unmarshal(v, r); err != nil {
+		if err := store.UnmarshalRecord(v, r); err != nil {
 			return fmt.Errorf("bolt: decode record: %w", err)
 		}
 		return putIndexEntries(tx, r)

@@ -1,7 +1,6 @@
 package bolt
 
 import (
-	"encoding/json"
 	"fmt"
 	"slices"
 	"strings"
@@ -28,7 +27,7 @@ func makeNewRecord(r *store.Record, data []byte, maxHeld int) *newRecord {
 
 func decodeNewRecord(data []byte) (*newRecord, error) {
 	r := new(store.Record)
-	if err := json.Unmarshal(data, r); err != nil {
+	if err := store.UnmarshalRecord(data, r); err != nil {
 		return nil, fmt.Errorf("bolt: decode record: %w", err)
 	}
 	return makeNewRecord(r, data, 0), nil
@@ -96,7 +95,7 @@ func (p *pendingRecords) len() int { return len(p.order) }
 // decode is a caller's own copy of the pending record n.
 func (n *newRecord) decode() (*store.Record, error) {
 	r := new(store.Record)
-	if err := json.Unmarshal(n.data, r); err != nil {
+	if err := store.UnmarshalRecord(n.data, r); err != nil {
 		return nil, fmt.Errorf("bolt: decode record: %w", err)
 	}
 	return r, nil

@@ -89,7 +89,7 @@ func (s *Store) expiryKey(t time.Time, jti string) string {
 
 // putRecordOps are the writes that store r (its record and indexes).
 func (s *Store) putRecordOps(r *store.Record) ([]clientv3.Op, error) {
-	data, err := json.Marshal(r)
+	data, err := store.MarshalRecord(r)
 	if err != nil {
 		return nil, fmt.Errorf("etcd: encode record: %w", err)
 	}
@@ -177,10 +177,18 @@ func (s *Store) get(ctx context.Context, key string, into any) (int64, error) {
 	if len(resp.Kvs) == 0 {
 		return 0, store.ErrNotFound
 	}
-	if err := json.Unmarshal(resp.Kvs[0].Value, into); err != nil {
+	if err := decodeValue(resp.Kvs[0].Value, into); err != nil {
 		return 0, fmt.Errorf("etcd: decode %s: %w", key, err)
 	}
 	return resp.Kvs[0].ModRevision, nil
+}
+
+// decodeValue reads a stored value; records with the store's record codec.
+func decodeValue(data []byte, into any) error {
+	if r, ok := into.(*store.Record); ok {
+		return store.UnmarshalRecord(data, r)
+	}
+	return json.Unmarshal(data, into)
 }
 
 // GetRecord implements store.Store.

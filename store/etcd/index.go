@@ -2,7 +2,6 @@ package etcd
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 
@@ -81,7 +80,7 @@ func (s *Store) ListRecords(ctx context.Context, opts store.ListOptions) (*store
 			var r *store.Record
 			if values[i] != nil {
 				r = new(store.Record)
-				if err := json.Unmarshal(values[i], r); err != nil {
+				if err := store.UnmarshalRecord(values[i], r); err != nil {
 					return nil, fmt.Errorf("etcd: decode record: %w", err)
 				}
 			}
@@ -148,7 +147,7 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 		var ops []clientv3.Op
 		for _, kv := range resp.Kvs {
 			r := new(store.Record)
-			if err := json.Unmarshal(kv.Value, r); err != nil {
+			if err := store.UnmarshalRecord(kv.Value, r); err != nil {
 				return fmt.Errorf("etcd: decode record: %w", err)
 			}
 			ops = append(ops, s.indexOps(r, clientv3.OpPut)...)

@@ -27,7 +27,7 @@ func (s *Store) Revoke(ctx context.Context, rev *store.Revocation) error {
 				return fmt.Errorf("etcd: record %q: %w", rev.Target, err)
 			}
 			if store.MarkRevoked(r, rev) {
-				data, err := json.Marshal(r)
+				data, err := store.MarshalRecord(r)
 				if err != nil {
 					return err
 				}

@@ -94,7 +94,7 @@ func (s *Store) event(ev *clientv3.Event) (store.Event, bool) {
 			return store.Event{}, false // a new record: nothing cached to invalidate
 		}
 		r := new(store.Record)
-		if json.Unmarshal(ev.Kv.Value, r) != nil {
+		if store.UnmarshalRecord(ev.Kv.Value, r) != nil {
 			return store.Event{}, false
 		}
 		return store.Event{Type: store.EventRecordChanged, Record: r, JTI: jti}, true
