@@ -105,6 +105,8 @@ var mutants = []mutant{
 		`if n := pending.byName[name]; n != nil {`, `if n := pending.byName[name]; n != nil && false {`},
 	{"bolt: records waiting for their commit are listed", "store/bolt/bolt.go",
 		`more := pending.inRange(rng)`, `more := pending.inRange(rng)[:0]`},
+	{"bolt: a failed log makes the store unready", "store/bolt/bolt.go",
+		"if err := s.writes.err(); err != nil {", "if err := s.writes.err(); err != nil && false {"},
 	{"bolt: a new file beside an old log is refused", "store/bolt/bolt.go",
 		`tx.Bucket(bucketRecords) == nil && logExists(logDir) {`, `tx.Bucket(bucketRecords) == nil && logExists(logDir) && false {`},
 

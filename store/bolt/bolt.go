@@ -491,8 +491,12 @@ func (s *Store) PurgeExpired(_ context.Context, now time.Time) (int, error) {
 	return n, wrap(err)
 }
 
-// Ready implements store.Store.
+// Ready implements store.Store. A store whose log or file failed takes no
+// more writes until a restart replays the log: not ready.
 func (s *Store) Ready(_ context.Context) error {
+	if err := s.writes.err(); err != nil {
+		return fmt.Errorf("bolt: writes stopped until a restart: %w", err)
+	}
 	return wrap(s.db.View(func(tx *bbolt.Tx) error {
 		if tx.Bucket(bucketRecords) == nil {
 			return errors.New("bolt: records bucket missing")

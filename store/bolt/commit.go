@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -68,7 +69,8 @@ type committer struct {
 	// Owned by the committing goroutine.
 	tx       *bbolt.Tx // holds the pending records; nil when none are
 	txOpened time.Time
-	failed   error // the log or the file failed: every write fails
+	failed   error                 // the log or the file failed: every write fails
+	failure  atomic.Pointer[error] // failed, for other goroutines
 
 	// pendingMu orders readers with a commit that empties pending: a
 	// reader holds it across its read transaction.
@@ -212,8 +214,11 @@ func (c *committer) apply(group []*write) int {
 // transaction, logs those that passed and acknowledges them.
 func (c *committer) applyCreates(creates []*write) {
 	if c.failed == nil && c.tx == nil {
-		c.tx, c.failed = c.db.Begin(true)
-		c.txOpened = time.Now()
+		tx, err := c.db.Begin(true)
+		if err != nil {
+			c.fail(err)
+		}
+		c.tx, c.txOpened = tx, time.Now()
 	}
 	if c.failed != nil {
 		for _, w := range creates {
@@ -245,7 +250,7 @@ func (c *committer) applyCreates(creates []*write) {
 	}
 	if _, err := c.log.append(data); err != nil {
 		// Not durable: not acknowledged, and not left in the file.
-		c.failed = err
+		c.fail(err)
 		for _, w := range written {
 			w.done <- err
 		}
@@ -272,19 +277,19 @@ func (c *committer) rebuild(written []*write) {
 	c.tx = nil
 	tx, err := c.db.Begin(true)
 	if err != nil {
-		c.failed = err
+		c.fail(err)
 		return
 	}
 	c.tx = tx
 	for _, n := range c.pending.order {
 		if err := n.put(tx); err != nil {
-			c.failed = err
+			c.fail(err)
 			return
 		}
 	}
 	for _, w := range written {
 		if err := w.create.put(tx); err != nil {
-			c.failed = err
+			c.fail(err)
 			return
 		}
 	}
@@ -301,23 +306,20 @@ func (c *committer) commitPending() error {
 	}
 	applied := binary.BigEndian.AppendUint64(nil, c.log.last)
 	if err := c.tx.Bucket(bucketMeta).Put(metaLogApplied, applied); err != nil {
-		c.failed = err
-		return err
+		return c.fail(err)
 	}
 	err := c.tx.Commit()
 	c.tx = nil
 	if err != nil {
 		// The records are durable in the log and readable from pending;
 		// a restart replays them. Writing on would split the two.
-		c.failed = fmt.Errorf("bolt: commit: %w", err)
-		return c.failed
+		return c.fail(fmt.Errorf("bolt: commit: %w", err))
 	}
 	c.pendingMu.Lock()
 	c.pending = newPendingRecords()
 	c.pendingMu.Unlock()
 	if err := c.log.markApplied(); err != nil {
-		c.failed = err
-		return err
+		return c.fail(err)
 	}
 	return nil
 }
@@ -357,4 +359,20 @@ func call(fn func(*bbolt.Tx) error, tx *bbolt.Tx) (err error) {
 		}
 	}()
 	return fn(tx)
+}
+
+// fail stops every later write with err: the log and the file may no
+// longer agree, and only a restart, replaying the log, can tell.
+func (c *committer) fail(err error) error {
+	c.failed = err
+	c.failure.Store(&err)
+	return err
+}
+
+// err is the failure that stopped the writes, if any.
+func (c *committer) err() error {
+	if p := c.failure.Load(); p != nil {
+		return *p
+	}
+	return nil
 }

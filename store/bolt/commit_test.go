@@ -141,3 +141,34 @@ func BenchmarkCreateRecord16(b *testing.B) {
 		}
 	})
 }
+
+// TestAFailedLogMakesTheStoreUnready: once an append to the log fails, no
+// write is taken until a restart, and Ready says so, so that /readyz takes
+// the replica out of service; records already written are still read.
+func TestAFailedLogMakesTheStoreUnready(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "portcullis.db"), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	if err := s.CreateRecord(ctx, testRecord("j1"), store.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ready(ctx); err != nil {
+		t.Fatalf("ready before the failure: %v", err)
+	}
+	s.log.f.Close() // the disk goes away under the log
+	if err := s.CreateRecord(ctx, testRecord("j2"), store.CreateOptions{}); err == nil {
+		t.Fatal("a create was acknowledged without its log append")
+	}
+	if err := s.Ready(ctx); err == nil {
+		t.Fatal("ready with writes stopped")
+	}
+	if err := s.CreateRecord(ctx, testRecord("j3"), store.CreateOptions{}); err == nil {
+		t.Fatal("a write was taken after the log failed")
+	}
+	if _, err := s.GetRecord(ctx, "j1"); err != nil {
+		t.Fatalf("a record written before the failure: %v", err)
+	}
+}
