@@ -30,14 +30,19 @@ func createIndexes(tx *bbolt.Tx) error {
 		if err := store.UnmarshalRecord(v, r); err != nil {
 			return fmt.Errorf("bolt: decode record: %w", err)
 		}
-		return putIndexEntries(tx, r)
+		return putIndexEntries(tx, store.IndexEntries(r))
 	})
 }
 
-func putIndexEntries(tx *bbolt.Tx, r *store.Record) error {
-	for index, key := range store.IndexEntries(r) {
-		if err := tx.Bucket(indexBuckets[index]).Put([]byte(key), nil); err != nil {
-			return err
+// putIndexEntries writes a record's index keys (store.IndexEntries), each
+// in its index's bucket; IndexAll is the records bucket itself and is
+// passed over.
+func putIndexEntries(tx *bbolt.Tx, keys map[string]string) error {
+	for index, key := range keys {
+		if b := indexBuckets[index]; b != nil {
+			if err := tx.Bucket(b).Put([]byte(key), nil); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

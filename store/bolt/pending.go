@@ -60,12 +60,8 @@ func (n *newRecord) put(tx *bbolt.Tx) error {
 	if err := tx.Bucket(bucketRecords).Put([]byte(r.JTI), n.data); err != nil {
 		return err
 	}
-	for index, key := range n.keys {
-		if b := indexBuckets[index]; b != nil {
-			if err := tx.Bucket(b).Put([]byte(key), nil); err != nil {
-				return err
-			}
-		}
+	if err := putIndexEntries(tx, n.keys); err != nil {
+		return err
 	}
 	return tx.Bucket(bucketExpiry).Put(expiryKey(r.ExpiresAt, r.JTI), nil)
 }
