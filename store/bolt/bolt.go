@@ -67,22 +67,29 @@ func open(path string, lockTimeout, flushEvery time.Duration) (*Store, error) {
 	}
 	var applied uint64
 	logDir := path + ".wal"
-	err = db.Update(func(tx *bbolt.Tx) error {
-		if tx.Bucket(bucketMeta) == nil && tx.Bucket(bucketRecords) == nil && logExists(logDir) {
-			// A new file beside an old log: replaying it would bring
-			// back the records of the file that was removed.
-			return fmt.Errorf("%w: the log %s belongs to a store file that is gone; remove it to start empty", errForeignLog, logDir)
-		}
-		for _, b := range [][]byte{bucketRecords, bucketExpiry, bucketRevocations, bucketNames, bucketKeyRing, bucketMeta} {
-			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
-				return err
-			}
-		}
-		if v := tx.Bucket(bucketMeta).Get(metaLogApplied); len(v) == 8 {
-			applied = binary.BigEndian.Uint64(v)
-		}
-		return createIndexes(tx)
+	// A file that has every bucket is only read: a commit at every open
+	// would cost two fdatasyncs and a freelist write before ready.
+	initialised := false
+	err = db.View(func(tx *bbolt.Tx) error {
+		initialised, applied = hasBuckets(tx), logApplied(tx)
+		return nil
 	})
+	if err == nil && !initialised {
+		err = db.Update(func(tx *bbolt.Tx) error {
+			if tx.Bucket(bucketMeta) == nil && tx.Bucket(bucketRecords) == nil && logExists(logDir) {
+				// A new file beside an old log: replaying it would bring
+				// back the records of the file that was removed.
+				return fmt.Errorf("%w: the log %s belongs to a store file that is gone; remove it to start empty", errForeignLog, logDir)
+			}
+			for _, b := range storeBuckets {
+				if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+					return err
+				}
+			}
+			applied = logApplied(tx)
+			return createIndexes(tx)
+		})
+	}
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("bolt: init %s: %w", path, err)
@@ -96,6 +103,36 @@ func open(path string, lockTimeout, flushEvery time.Duration) (*Store, error) {
 }
 
 var errForeignLog = errors.New("bolt: foreign log")
+
+// logApplied is the index of the last log entry the file holds (0 for
+// none).
+func logApplied(tx *bbolt.Tx) uint64 {
+	if m := tx.Bucket(bucketMeta); m != nil {
+		if v := m.Get(metaLogApplied); len(v) == 8 {
+			return binary.BigEndian.Uint64(v)
+		}
+	}
+	return 0
+}
+
+// storeBuckets are the buckets every store file has.
+var storeBuckets = [][]byte{bucketRecords, bucketExpiry, bucketRevocations, bucketNames, bucketKeyRing, bucketMeta}
+
+// hasBuckets reports whether tx's file has every bucket, the indexes'
+// included: nothing to create or fill.
+func hasBuckets(tx *bbolt.Tx) bool {
+	for _, b := range storeBuckets {
+		if tx.Bucket(b) == nil {
+			return false
+		}
+	}
+	for _, b := range indexBuckets {
+		if tx.Bucket(b) == nil {
+			return false
+		}
+	}
+	return true
+}
 
 // replayLog opens the log in dir and writes the entries after applied into
 // the file: records acknowledged before a crash that no commit held.

@@ -125,3 +125,46 @@ func TestNewFileBesideAnOldLogIsRefused(t *testing.T) {
 		t.Fatalf("the removed file's record = %v, want it gone", err)
 	}
 }
+
+// TestOpeningAStoreFileCommitsNothing: a file with every bucket, whose log
+// holds nothing it lacks, is only read at open. A commit there (two
+// fdatasyncs and the freelist) would be paid before every start is ready.
+func TestOpeningAStoreFileCommitsNothing(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "portcullis.db")
+	s, err := Open(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateRecord(t.Context(), testRecord("j1"), store.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	txid := func() int {
+		t.Helper()
+		db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		tx, err := db.Begin(false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tx.Rollback()
+		return tx.ID()
+	}
+	before := txid()
+	for range 2 {
+		s, err := Open(path, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s.GetRecord(t.Context(), "j1"); err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+	}
+	if after := txid(); after != before {
+		t.Fatalf("two opens and closes moved the file from transaction %d to %d", before, after)
+	}
+}
