@@ -95,15 +95,7 @@ func TestIndexesFilledForOldFiles(t *testing.T) {
 // start empty, and leaves its log, must not get the old records back from
 // the log's replay.
 func TestNewFileBesideAnOldLogIsRefused(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "portcullis.db")
-	s, err := Open(path, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.CreateRecord(t.Context(), testRecord("j1"), store.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
+	path := closedStoreWithJ1(t)
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +108,7 @@ func TestNewFileBesideAnOldLogIsRefused(t *testing.T) {
 	if err := os.RemoveAll(path + ".wal"); err != nil {
 		t.Fatal(err)
 	}
-	s, err = Open(path, time.Second)
+	s, err := Open(path, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,15 +122,7 @@ func TestNewFileBesideAnOldLogIsRefused(t *testing.T) {
 // holds nothing it lacks, is only read at open. A commit there (two
 // fdatasyncs and the freelist) would be paid before every start is ready.
 func TestOpeningAStoreFileCommitsNothing(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "portcullis.db")
-	s, err := Open(path, time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.CreateRecord(t.Context(), testRecord("j1"), store.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
+	path := closedStoreWithJ1(t)
 	txid := func() int {
 		t.Helper()
 		db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true})
@@ -167,4 +151,20 @@ func TestOpeningAStoreFileCommitsNothing(t *testing.T) {
 	if after := txid(); after != before {
 		t.Fatalf("two opens and closes moved the file from transaction %d to %d", before, after)
 	}
+}
+
+// closedStoreWithJ1 is the path of a closed store file (and its log)
+// holding the record j1.
+func closedStoreWithJ1(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "portcullis.db")
+	s, err := Open(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateRecord(t.Context(), testRecord("j1"), store.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	return path
 }
