@@ -69,8 +69,9 @@ type committer struct {
 	// Owned by the committing goroutine.
 	tx       *bbolt.Tx // holds the pending records; nil when none are
 	txOpened time.Time
-	failed   error                 // the log or the file failed: every write fails
-	failure  atomic.Pointer[error] // failed, for other goroutines
+	// failure is set once the log or the file failed: every later write
+	// fails with it (Ready reads it from other goroutines).
+	failure atomic.Pointer[error]
 
 	// pendingMu orders readers with a commit that empties pending: a
 	// reader holds it across its read transaction.
@@ -213,16 +214,16 @@ func (c *committer) apply(group []*write) int {
 // applyCreates checks and writes the new records into the open
 // transaction, logs those that passed and acknowledges them.
 func (c *committer) applyCreates(creates []*write) {
-	if c.failed == nil && c.tx == nil {
+	if c.err() == nil && c.tx == nil {
 		tx, err := c.db.Begin(true)
 		if err != nil {
 			c.fail(err)
 		}
 		c.tx, c.txOpened = tx, time.Now()
 	}
-	if c.failed != nil {
+	if err := c.err(); err != nil {
 		for _, w := range creates {
-			w.done <- c.failed
+			w.done <- err
 		}
 		return
 	}
@@ -298,8 +299,8 @@ func (c *committer) rebuild(written []*write) {
 // commitPending commits the open transaction with the index of the last
 // entry it holds; the pending records are then read from the file.
 func (c *committer) commitPending() error {
-	if c.failed != nil {
-		return c.failed
+	if err := c.err(); err != nil {
+		return err
 	}
 	if c.tx == nil {
 		return nil
@@ -364,7 +365,6 @@ func call(fn func(*bbolt.Tx) error, tx *bbolt.Tx) (err error) {
 // fail stops every later write with err: the log and the file may no
 // longer agree, and only a restart, replaying the log, can tell.
 func (c *committer) fail(err error) error {
-	c.failed = err
 	c.failure.Store(&err)
 	return err
 }

@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"slices"
 	"sync/atomic"
@@ -167,9 +166,9 @@ func (s *Store) CreateRecord(ctx context.Context, r *store.Record, opts store.Cr
 	}
 }
 
-// get reads one JSON value; ErrNotFound when absent. It returns the key's
-// mod revision for compare-and-swap.
-func (s *Store) get(ctx context.Context, key string, into any) (int64, error) {
+// get reads one value and decodes it; ErrNotFound when absent. It returns
+// the key's mod revision for compare-and-swap.
+func (s *Store) get(ctx context.Context, key string, decode func([]byte) error) (int64, error) {
 	resp, err := s.client.Get(ctx, key)
 	if err != nil {
 		return 0, fmt.Errorf("etcd: get: %w", err)
@@ -177,18 +176,21 @@ func (s *Store) get(ctx context.Context, key string, into any) (int64, error) {
 	if len(resp.Kvs) == 0 {
 		return 0, store.ErrNotFound
 	}
-	if err := decodeValue(resp.Kvs[0].Value, into); err != nil {
+	if err := decode(resp.Kvs[0].Value); err != nil {
 		return 0, fmt.Errorf("etcd: decode %s: %w", key, err)
 	}
 	return resp.Kvs[0].ModRevision, nil
 }
 
-// decodeValue reads a stored value; records with the store's record codec.
-func decodeValue(data []byte, into any) error {
-	if r, ok := into.(*store.Record); ok {
-		return store.UnmarshalRecord(data, r)
+// getRecord reads the record jti with the store's record codec and returns
+// it with its mod revision.
+func (s *Store) getRecord(ctx context.Context, jti string) (*store.Record, int64, error) {
+	r := new(store.Record)
+	rev, err := s.get(ctx, s.recordKey(jti), func(data []byte) error { return store.UnmarshalRecord(data, r) })
+	if err != nil {
+		return nil, 0, fmt.Errorf("etcd: record %q: %w", jti, err)
 	}
-	return json.Unmarshal(data, into)
+	return r, rev, nil
 }
 
 // GetRecord implements store.Store.
@@ -196,11 +198,8 @@ func (s *Store) GetRecord(ctx context.Context, jti string) (*store.Record, error
 	if err := s.open(); err != nil {
 		return nil, err
 	}
-	r := new(store.Record)
-	if _, err := s.get(ctx, s.recordKey(jti), r); err != nil {
-		return nil, fmt.Errorf("etcd: record %q: %w", jti, err)
-	}
-	return r, nil
+	r, _, err := s.getRecord(ctx, jti)
+	return r, err
 }
 
 // GetRecordByName implements store.Store.
@@ -225,10 +224,9 @@ func (s *Store) UpdateRecord(ctx context.Context, jti string, update func(*store
 		return nil, err
 	}
 	for {
-		r := new(store.Record)
-		rev, err := s.get(ctx, s.recordKey(jti), r)
+		r, rev, err := s.getRecord(ctx, jti)
 		if err != nil {
-			return nil, fmt.Errorf("etcd: record %q: %w", jti, err)
+			return nil, err
 		}
 		oldExpiry := r.ExpiresAt
 		if err := store.ApplyUpdate(r, update); err != nil {
@@ -267,10 +265,9 @@ func (s *Store) DeleteRecord(ctx context.Context, jti string) error {
 		return err
 	}
 	for {
-		r := new(store.Record)
-		rev, err := s.get(ctx, s.recordKey(jti), r)
+		r, rev, err := s.getRecord(ctx, jti)
 		if err != nil {
-			return fmt.Errorf("etcd: record %q: %w", jti, err)
+			return err
 		}
 		resp, err := s.client.Txn(ctx).If(clientv3.Compare(clientv3.ModRevision(s.recordKey(jti)), "=", rev)).Then(s.deleteRecordOps(r)...).Commit()
 		if err != nil {

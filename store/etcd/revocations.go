@@ -21,10 +21,9 @@ func (s *Store) Revoke(ctx context.Context, rev *store.Revocation) error {
 		cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(s.revKey(rev.Name)), "=", 0)}
 		var ops []clientv3.Op
 		if rev.Scope == store.ScopeJTI {
-			r := new(store.Record)
-			modRev, err := s.get(ctx, s.recordKey(rev.Target), r)
+			r, modRev, err := s.getRecord(ctx, rev.Target)
 			if err != nil {
-				return fmt.Errorf("etcd: record %q: %w", rev.Target, err)
+				return err
 			}
 			if store.MarkRevoked(r, rev) {
 				data, err := store.MarshalRecord(r)
@@ -60,7 +59,7 @@ func (s *Store) GetRevocation(ctx context.Context, name string) (*store.Revocati
 		return nil, err
 	}
 	rev := new(store.Revocation)
-	if _, err := s.get(ctx, s.revKey(name), rev); err != nil {
+	if _, err := s.get(ctx, s.revKey(name), func(data []byte) error { return json.Unmarshal(data, rev) }); err != nil {
 		return nil, fmt.Errorf("etcd: revocation %q: %w", name, err)
 	}
 	return rev, nil
