@@ -17,6 +17,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,8 +39,8 @@ import (
 
 // TestBenchScale prints how each operation's cost grows with the store:
 // for each size in PORTCULLIS_BENCH_SCALE (records, comma-separated, e.g.
-// "10000,1000000"), it fills a bbolt store through the store package, starts
-// a server on it and measures what the scale issue names. The ratios to the
+// "10000,1000000"), it fills a bbolt store through the store package, then
+// measures a server on each store in interleaved rounds. The ratios to the
 // first row are the figures that matter.
 func TestBenchScale(t *testing.T) {
 	if os.Getenv("PORTCULLIS_BENCH_SCALE") == "" {
@@ -48,21 +49,26 @@ func TestBenchScale(t *testing.T) {
 	perReview, held := cachedReviewBytes(t, 100_000)
 	fmt.Printf("\nheap per cached review (its verified-signature entry and its record entry; %d reviews held): %.0f bytes, %.0f per entry (goal <= 400 per entry)\n",
 		held, perReview, perReview/2)
-	// bbolt first: the etcd member runs in this process, and at 1M records
-	// its in-memory key index is gigabytes of heap whose GC every later
-	// row would pay for.
+	// bbolt first: its files are removed before the etcd members start.
 	printScale("bbolt", measureSizes(t, "PORTCULLIS_BENCH_SCALE", nil))
 	if os.Getenv("PORTCULLIS_BENCH_SCALE_ETCD") != "" {
-		// An etcd binary (make e2e-tools builds one) runs as a process of its
-		// own, as in production; without one the member is embedded here.
-		endpoint, where := "", "etcd, one embedded member"
-		if bin := os.Getenv("PORTCULLIS_BENCH_ETCD_BIN"); bin != "" {
-			endpoint, where = startEtcdProcess(t, bin), "etcd, one member in its own process"
-		} else {
-			endpoint = testutil.StartEtcd(t)
+		// Each size gets a member of its own, so that the small row's etcd
+		// holds only its own records. An etcd binary (make e2e-tools builds
+		// one) runs as a process of its own, as in production; without one
+		// the member is embedded here.
+		bin := os.Getenv("PORTCULLIS_BENCH_ETCD_BIN")
+		where := "etcd, one embedded member a size"
+		if bin != "" {
+			where = "etcd, one member a size, each in its own process"
 		}
 		printScale(where, measureSizes(t, "PORTCULLIS_BENCH_SCALE_ETCD", func(c *config.Config) {
-			c.Store = config.Store{Type: config.StoreEtcd, Endpoints: []string{endpoint}, Prefix: fmt.Sprintf("/scale-%d/", time.Now().UnixNano())}
+			endpoint := ""
+			if bin != "" {
+				endpoint = startEtcdProcess(t, bin)
+			} else {
+				endpoint = testutil.StartEtcd(t)
+			}
+			c.Store = config.Store{Type: config.StoreEtcd, Endpoints: []string{endpoint}, Prefix: "/scale/"}
 		}))
 	}
 }
@@ -135,26 +141,52 @@ func startEtcdProcess(t *testing.T, bin string) string {
 	return ""
 }
 
-// measureSizes measures a row for each size listed in the variable env.
+// scaleRounds is how many times each size is measured. The sizes take
+// turns, each round in another order, so that a slow minute of the machine
+// falls on every size alike rather than on whichever row it ran in.
+const scaleRounds = 5
+
+// measureSizes fills a store for each size listed in the variable env
+// (bbolt, or what storeConfig sets), then measures them in interleaved
+// rounds and returns a row for each.
 func measureSizes(t *testing.T, env string, storeConfig func(*config.Config)) []scaleRow {
 	t.Helper()
-	var rows []scaleRow
+	var sizes []*scaleSize
 	for _, f := range strings.Split(os.Getenv(env), ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
 		if err != nil {
 			t.Fatal(err)
 		}
-		rows = append(rows, measureScale(t, n, storeConfig))
+		sizes = append(sizes, fillSize(t, n, storeConfig))
 	}
+	// A bulk load leaves work behind (an etcd process snapshots and
+	// collects garbage, the kernel writes back dirty pages): the rounds
+	// measure the steady state after it.
+	waitIdle(t)
+	for round := range scaleRounds {
+		for i := range sizes {
+			sizes[(round+i)%len(sizes)].measureRound(t, round)
+		}
+	}
+	rows := make([]scaleRow, len(sizes))
+	for i, s := range sizes {
+		rows[i] = s.row()
+		if s.e.cfg.Store.Type == config.StoreBolt {
+			os.Remove(s.e.cfg.Store.Path)
+		}
+	}
+	// Write back what is left of the files now: a 10M-record file's
+	// writeback stalls every fsync on the disk, etcd's in the next rows.
+	syscall.Sync()
 	return rows
 }
 
 func printScale(backend string, rows []scaleRow) {
-	fmt.Printf("\nPortcullis scale benchmark (%s; one run, one machine; ratios to the first row)\n\n", backend)
-	fmt.Printf("%12s %10s %10s %12s %12s %12s %12s %10s %8s\n", "records", "fill", "ready", "reviews/s", "cached/s", "create p50", "list p50", "prune p50", "RSS MB")
+	fmt.Printf("\nPortcullis scale benchmark (%s; one run, one machine; %d interleaved rounds, medians; ratios to the first row)\n\n", backend, scaleRounds)
+	fmt.Printf("%12s %10s %10s %12s %12s %12s %12s %10s %8s %12s\n", "records", "fill", "ready", "reviews/s", "cached/s", "create p50", "list p50", "prune p50", "RSS MB", "at the end")
 	for _, r := range rows {
-		fmt.Printf("%12d %10s %10s %12.0f %12.0f %12s %12s %10s %8d\n", r.records, r.fill.Round(time.Second), r.ready.Round(time.Millisecond),
-			r.uncached, r.cached, r.create.Round(time.Microsecond), r.list.Round(time.Microsecond), r.prune.Round(time.Microsecond), r.rss>>20)
+		fmt.Printf("%12d %10s %10s %12.0f %12.0f %12s %12s %10s %8d %12d\n", r.records, r.fill.Round(time.Second), r.ready().Round(time.Millisecond),
+			median(r.uncached), median(r.cached), r.create.Round(time.Microsecond), r.list.Round(time.Microsecond), r.prune.Round(time.Microsecond), r.rss>>20, r.recordsAtEnd)
 	}
 	for _, r := range rows {
 		starts := make([]string, len(r.readies))
@@ -162,29 +194,60 @@ func printScale(backend string, rows []scaleRow) {
 			starts[i] = d.Round(100 * time.Microsecond).String()
 		}
 		fmt.Printf("%12d starts: %s\n", r.records, strings.Join(starts, ", "))
+		fmt.Printf("%12d first-sight reviews/s by round: %s; cached: %s\n", r.records, rates(r.uncached), rates(r.cached))
 	}
 	first := rows[0]
 	for _, r := range rows[1:] {
 		fmt.Printf("\n%d vs %d records (target: each within 1.20; rates as first/this):\n", r.records, first.records)
 		fmt.Printf("  ready %.2f   reviews %.2f   cached %.2f   create %.2f   list %.2f   prune %.2f\n",
-			ratio(r.ready, first.ready), first.uncached/r.uncached, first.cached/r.cached,
+			ratio(r.ready(), first.ready()), median(first.uncached)/median(r.uncached), median(first.cached)/median(r.cached),
 			ratio(r.create, first.create), ratio(r.list, first.list), ratio(r.prune, first.prune))
 	}
 }
 
-type scaleRow struct {
-	records                          int
-	fill, ready, create, list, prune time.Duration
-	readies                          []time.Duration // every start, in order
-	uncached, cached                 float64
-	rss                              int64
+func rates(r []float64) string {
+	s := make([]string, len(r))
+	for i, v := range r {
+		s[i] = strconv.FormatFloat(v, 'f', 0, 64)
+	}
+	return strings.Join(s, ", ")
 }
+
+// median is the middle of r.
+func median(r []float64) float64 {
+	s := slices.Clone(r)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// scaleRow is one size's figures over every round.
+type scaleRow struct {
+	records, recordsAtEnd     int
+	fill, create, list, prune time.Duration
+	readies                   []time.Duration // every start, in order
+	uncached, cached          []float64       // one rate a round
+	rss                       int64           // after the last round
+}
+
+// ready is the median start.
+func (r scaleRow) ready() time.Duration { return percentile(r.readies, 0.5) }
 
 func ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
 
-// measureScale fills a store (bbolt, or what storeConfig sets) with n
-// records and measures a server on it.
-func measureScale(t *testing.T, n int, storeConfig func(*config.Config)) scaleRow {
+// scaleSize is one size's filled store, the server directory on it, and
+// what its rounds measured.
+type scaleSize struct {
+	e                *env
+	records, minted  int
+	fill             time.Duration
+	readies, prunes  []time.Duration
+	creates, lists   []time.Duration
+	uncached, cached []float64
+	rss              int64
+}
+
+// fillSize fills a store (bbolt, or what storeConfig sets) with n records.
+func fillSize(t *testing.T, n int, storeConfig func(*config.Config)) *scaleSize {
 	t.Helper()
 	e := newEnv(t)
 	e.stop()
@@ -194,82 +257,84 @@ func measureScale(t *testing.T, n int, storeConfig func(*config.Config)) scaleRo
 	// The default per-user limit: a user's create counts their tokens
 	// (front door) and the store counts them again as it writes.
 	e.cfg.UserTokens.MaxPerUser = tokens.DefaultMaxPerUser
-	row := scaleRow{records: n}
 	start := time.Now()
 	fillStore(t, e.cfg.Store, n)
-	row.fill = time.Since(start)
-	// A bulk load leaves work behind (an etcd process snapshots and
-	// collects garbage, the kernel writes back dirty pages): the rows
-	// measure the steady state after it.
-	waitIdle(t)
+	return &scaleSize{e: e, records: n, fill: time.Since(start)}
+}
 
-	// Ready: the median of five starts, the first right after the fill.
-	// One start is 30-45 ms at any size, most of it disk (a new log segment
-	// preallocated, the directory synced): three starts left the median to
-	// that jitter.
-	var readies []time.Duration
-	for i := range 5 {
-		if i > 0 {
-			e.stop()
-		}
-		start = time.Now()
+// measureRound starts a server on the size's store and measures each
+// operation once more.
+func (s *scaleSize) measureRound(t *testing.T, round int) {
+	t.Helper()
+	e := s.e
+	// Ready: three starts a round.
+	for range 3 {
+		e.stop()
+		start := time.Now()
 		e.start(t)
-		readies = append(readies, time.Since(start))
+		s.readies = append(s.readies, time.Since(start))
 	}
-	row.ready, row.readies = percentile(readies, 0.5), readies
 
-	// Prune: keys rotated out that signed nothing, among n records.
+	// Prune: keys rotated out that signed nothing, among the records. The
+	// first rotation retires from signing the key that signed the last
+	// round's tokens, which stays.
 	keysURL := "https://" + e.srv.IssuerAddr().String() + "/apis/portcullis.dev/v1alpha1/signingkeys"
 	admin := e.client(t, "admin")
-	var prunes []time.Duration
-	for range 30 {
-		old := firstKey(t, admin, keysURL)
+	rotate := func() {
 		call(t, admin, http.MethodPost, keysURL, `{"apiVersion":"portcullis.dev/v1alpha1","kind":"SigningKey","spec":{"immediate":true}}`, http.StatusCreated)
-		start = time.Now()
-		call(t, admin, http.MethodDelete, keysURL+"/"+old, "", http.StatusOK)
-		prunes = append(prunes, time.Since(start))
 	}
-	row.prune = percentile(prunes, 0.5)
+	rotate()
+	for range 30 {
+		old := activeKey(t, admin, keysURL)
+		rotate()
+		start := time.Now()
+		call(t, admin, http.MethodDelete, keysURL+"/"+old, "", http.StatusOK)
+		s.prunes = append(s.prunes, time.Since(start))
+	}
 
-	// Reviews: first sight (each token once; 8,000 take about a second,
-	// 2,000 left the rate to a scheduling hiccup), then cached.
-	minted, _ := e.mint(t, 8000)
+	// Reviews: first sight (each token once), then cached. The tokens
+	// minted stay in the store: every round adds 4,000 records.
+	minted, _ := e.mint(t, 4000)
+	s.minted += len(minted)
 	hook := e.client(t, "kube-apiserver-client")
 	url := "https://" + e.srv.WebhookAddr().String() + "/authenticate"
-	row.uncached, _ = runLoad(len(minted), concurrency, func(i int) error { return review(hook, url, reviewBody(minted[i])) })
-	row.cached, _ = runLoad(20000, concurrency, func(i int) error { return review(hook, url, reviewBody(minted[i%200])) })
+	uncached, _ := runLoad(len(minted), concurrency, func(i int) error { return review(hook, url, reviewBody(minted[i])) })
+	cached, _ := runLoad(20000, concurrency, func(i int) error { return review(hook, url, reviewBody(minted[i%200])) })
+	s.uncached, s.cached = append(s.uncached, uncached), append(s.cached, cached)
 
-	// A user with 10 tokens: create latency (the per-user limit reads the
-	// user's own range), then list latency.
+	// A user with 10 tokens (a new user each round): create latency (the
+	// per-user limit reads the user's own range), then list latency.
 	tokensURL := "https://" + e.srv.IssuerAddr().String() + "/apis/ext.cattle.io/v1/tokens"
 	body := `{"apiVersion":"ext.cattle.io/v1","kind":"Token","spec":{"description":"scale"}}`
-	writeUserCert(t, e.dir, "scale-user", "scale-user")
-	user := e.client(t, "scale-user")
-	var creates, lists []time.Duration
+	name := fmt.Sprintf("scale-user-%d", round)
+	writeUserCert(t, e.dir, name, name)
+	user := e.client(t, name)
 	for range 10 {
 		t0 := time.Now()
 		call(t, user, http.MethodPost, tokensURL, body, http.StatusCreated)
-		creates = append(creates, time.Since(t0))
+		s.creates = append(s.creates, time.Since(t0))
 	}
+	s.minted += 10
 	for range 100 {
 		t0 := time.Now()
 		data := call(t, user, http.MethodGet, tokensURL, "", http.StatusOK)
-		lists = append(lists, time.Since(t0))
+		s.lists = append(s.lists, time.Since(t0))
 		var l struct{ Items []json.RawMessage }
 		if err := json.Unmarshal(data, &l); err != nil || len(l.Items) != 10 {
 			t.Fatalf("the user lists %d tokens, want 10: %v", len(l.Items), err)
 		}
 	}
-	row.create, row.list = percentile(creates, 0.5), percentile(lists, 0.5)
-	row.rss = rss(t)
+	s.rss = rss(t)
 	e.stop()
-	if e.cfg.Store.Type == config.StoreBolt {
-		os.Remove(e.cfg.Store.Path)
-		// Write back what is left of the file now: a 10M-record file's
-		// writeback stalls every fsync on the disk, etcd's in the next rows.
-		syscall.Sync()
+}
+
+// row sums up the size's rounds: medians of every sample.
+func (s *scaleSize) row() scaleRow {
+	return scaleRow{
+		records: s.records, recordsAtEnd: s.records + s.minted, fill: s.fill,
+		create: percentile(s.creates, 0.5), list: percentile(s.lists, 0.5), prune: percentile(s.prunes, 0.5),
+		readies: s.readies, uncached: s.uncached, cached: s.cached, rss: s.rss,
 	}
-	return row
 }
 
 // fillStore writes n records through the store package: 90% ServiceAccount
@@ -329,15 +394,25 @@ func fillStore(t *testing.T, cfg config.Store, n int) {
 	}
 }
 
-func firstKey(t *testing.T, c *http.Client, url string) string {
+// activeKey is the name of the signing key that signs now.
+func activeKey(t *testing.T, c *http.Client, url string) string {
 	t.Helper()
 	var l struct {
-		Items []struct{ Metadata struct{ Name string } }
+		Items []struct {
+			Metadata struct{ Name string }
+			Status   struct{ State string }
+		}
 	}
-	if err := json.Unmarshal(call(t, c, http.MethodGet, url, "", http.StatusOK), &l); err != nil || len(l.Items) == 0 {
+	if err := json.Unmarshal(call(t, c, http.MethodGet, url, "", http.StatusOK), &l); err != nil {
 		t.Fatalf("signing keys: %v", err)
 	}
-	return l.Items[0].Metadata.Name
+	for _, k := range l.Items {
+		if k.Status.State == "active" {
+			return k.Metadata.Name
+		}
+	}
+	t.Fatal("no active signing key")
+	return ""
 }
 
 // call sends body (JSON; a merge patch for PATCH) and checks the status.
