@@ -17,6 +17,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -168,6 +170,9 @@ func measureSizes(t *testing.T, env string, storeConfig func(*config.Config)) []
 			sizes[(round+i)%len(sizes)].measureRound(t, round)
 		}
 	}
+	// Memory at the largest size, with both review caches filled to their
+	// configured size.
+	full := sizes[len(sizes)-1].fullCacheMemory(t)
 	rows := make([]scaleRow, len(sizes))
 	for i, s := range sizes {
 		rows[i] = s.row()
@@ -178,7 +183,46 @@ func measureSizes(t *testing.T, env string, storeConfig func(*config.Config)) []
 	// Write back what is left of the files now: a 10M-record file's
 	// writeback stalls every fsync on the disk, etcd's in the next rows.
 	syscall.Sync()
+	fmt.Printf("\nmemory at %d records, every review cache full (%d entries each): %s\n", rows[len(rows)-1].records, full.entries, full)
 	return rows
+}
+
+// cacheMemory is the process's memory once a server's review caches hold
+// their configured number of entries.
+type cacheMemory struct {
+	entries   int64
+	mem       resident
+	heapInUse uint64
+}
+
+func (m cacheMemory) String() string {
+	return fmt.Sprintf("RSS %d MB (allocated, RssAnon: %d MB; the store file mapped, RssFile: %d MB); Go heap in use %d MB; the bench's clients run in the same process",
+		m.mem.total>>20, m.mem.anon>>20, m.mem.file>>20, m.heapInUse>>20)
+}
+
+// fullCacheMemory starts a server on the size's store, reviews as many new
+// tokens as a review cache holds (each review leaves an entry in both), and
+// measures the process after a GC that returns freed memory to the system.
+func (s *scaleSize) fullCacheMemory(t *testing.T) cacheMemory {
+	t.Helper()
+	e := s.e
+	e.start(t)
+	defer e.stop()
+	entries := e.cfg.Cache.MaxEntries
+	hook := e.client(t, "kube-apiserver-client")
+	url := "https://" + e.srv.WebhookAddr().String() + "/authenticate"
+	for left := int(entries); left > 0; left -= 10000 {
+		minted, _ := e.mint(t, min(left, 10000))
+		s.minted += len(minted)
+		if rate, _ := runLoad(len(minted), concurrency, func(i int) error { return review(hook, url, reviewBody(minted[i])) }); rate == 0 {
+			t.Fatal("reviews failed")
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // ristretto applies its sets from a buffer
+	debug.FreeOSMemory()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return cacheMemory{entries: entries, mem: residentMemory(t), heapInUse: ms.HeapInuse}
 }
 
 func printScale(backend string, rows []scaleRow) {
