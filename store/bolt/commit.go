@@ -69,8 +69,10 @@ type committer struct {
 	// Owned by the committing goroutine.
 	tx       *bbolt.Tx // holds the pending records; nil when none are
 	txOpened time.Time
-	// failure is set once the log or the file failed: every later write
-	// fails with it (Ready reads it from other goroutines).
+
+	// failure is set once the log or the file failed, by the committing
+	// goroutine: every later write fails with it, and Ready reads it from
+	// other goroutines.
 	failure atomic.Pointer[error]
 
 	// pendingMu orders readers with a commit that empties pending: a
