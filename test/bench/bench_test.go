@@ -131,8 +131,14 @@ func transport(tb testing.TB, dir, certBase string) *http.Transport {
 // and returns them with the rate achieved.
 func (e *env) mint(tb testing.TB, n int) ([]string, float64) {
 	tb.Helper()
-	c := e.client(tb, "admin")
-	url := "https://" + e.srv.IssuerAddr().String() + "/api/v1/namespaces/bench/serviceaccounts/sa/token"
+	return mintAt(tb, e.client(tb, "admin"), "https://"+e.srv.IssuerAddr().String(), n)
+}
+
+// mintAt mints n tokens through the TokenRequest API of the issuer at URL
+// issuer, as client c.
+func mintAt(tb testing.TB, c *http.Client, issuer string, n int) ([]string, float64) {
+	tb.Helper()
+	url := issuer + "/api/v1/namespaces/bench/serviceaccounts/sa/token"
 	tokens := make([]string, n)
 	rate, _ := runLoad(n, concurrency, func(i int) error {
 		resp, err := c.Post(url, "application/json", strings.NewReader(`{"spec":{}}`))

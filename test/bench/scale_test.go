@@ -17,8 +17,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
-	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,13 +25,12 @@ import (
 	"testing"
 	"time"
 
-	"portcullis.dev/portcullis/issuer/tokens"
-
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"portcullis.dev/portcullis/cmd/portcullis/app"
 	"portcullis.dev/portcullis/config"
 	"portcullis.dev/portcullis/internal/testutil"
-
+	"portcullis.dev/portcullis/issuer/tokens"
 	"portcullis.dev/portcullis/store"
 	"portcullis.dev/portcullis/store/bolt"
 	"portcullis.dev/portcullis/store/etcd"
@@ -51,8 +48,16 @@ func TestBenchScale(t *testing.T) {
 	perReview, held := cachedReviewBytes(t, 100_000)
 	fmt.Printf("\nheap per cached review (its verified-signature entry and its record entry; %d reviews held): %.0f bytes, %.0f per entry (goal <= 400 per entry)\n",
 		held, perReview, perReview/2)
+	// The caches' budget: both hold cache.maxEntries entries, one of each a
+	// review.
+	budget := func(m cacheMemory) string {
+		b := float64(m.entries) * perReview
+		return fmt.Sprintf("cache budget %d reviews x %.0f bytes = %.0f MB; RssAnon %d MB against the bound of budget + 150 MB = %.0f MB",
+			m.entries, perReview, b/1e6, m.mem.anon/1e6, b/1e6+150)
+	}
 	// bbolt first: its files are removed before the etcd members start.
-	printScale("bbolt", measureSizes(t, "PORTCULLIS_BENCH_SCALE", nil))
+	sizes, full := measureSizes(t, "PORTCULLIS_BENCH_SCALE", nil)
+	printScale("bbolt", sizes, full, budget(full))
 	if os.Getenv("PORTCULLIS_BENCH_SCALE_ETCD") != "" {
 		// Each size gets a member of its own, so that the small row's etcd
 		// holds only its own records. An etcd binary (make e2e-tools builds
@@ -63,7 +68,7 @@ func TestBenchScale(t *testing.T) {
 		if bin != "" {
 			where = "etcd, one member a size, each in its own process"
 		}
-		printScale(where, measureSizes(t, "PORTCULLIS_BENCH_SCALE_ETCD", func(c *config.Config) {
+		sizes, full := measureSizes(t, "PORTCULLIS_BENCH_SCALE_ETCD", func(c *config.Config) {
 			endpoint := ""
 			if bin != "" {
 				endpoint = startEtcdProcess(t, bin)
@@ -71,7 +76,8 @@ func TestBenchScale(t *testing.T) {
 				endpoint = testutil.StartEtcd(t)
 			}
 			c.Store = config.Store{Type: config.StoreEtcd, Endpoints: []string{endpoint}, Prefix: "/scale/"}
-		}))
+		})
+		printScale(where, sizes, full, budget(full))
 	}
 }
 
@@ -150,8 +156,9 @@ const scaleRounds = 5
 
 // measureSizes fills a store for each size listed in the variable env
 // (bbolt, or what storeConfig sets), then measures them in interleaved
-// rounds and returns a row for each.
-func measureSizes(t *testing.T, env string, storeConfig func(*config.Config)) []scaleRow {
+// rounds. It returns the sizes and the memory of a server on the largest
+// with both review caches full.
+func measureSizes(t *testing.T, env string, storeConfig func(*config.Config)) ([]*scaleSize, cacheMemory) {
 	t.Helper()
 	var sizes []*scaleSize
 	for _, f := range strings.Split(os.Getenv(env), ",") {
@@ -172,10 +179,9 @@ func measureSizes(t *testing.T, env string, storeConfig func(*config.Config)) []
 	}
 	// Memory at the largest size, with both review caches filled to their
 	// configured size.
-	full := sizes[len(sizes)-1].fullCacheMemory(t)
-	rows := make([]scaleRow, len(sizes))
-	for i, s := range sizes {
-		rows[i] = s.row()
+	largest := sizes[len(sizes)-1]
+	full := largest.fullCacheMemory(t)
+	for _, s := range sizes {
 		if s.e.cfg.Store.Type == config.StoreBolt {
 			os.Remove(s.e.cfg.Store.Path)
 		}
@@ -183,54 +189,143 @@ func measureSizes(t *testing.T, env string, storeConfig func(*config.Config)) []
 	// Write back what is left of the files now: a 10M-record file's
 	// writeback stalls every fsync on the disk, etcd's in the next rows.
 	syscall.Sync()
-	fmt.Printf("\nmemory at %d records, every review cache full (%d entries each): %s\n", rows[len(rows)-1].records, full.entries, full)
-	return rows
+	return sizes, full
 }
 
-// cacheMemory is the process's memory once a server's review caches hold
-// their configured number of entries.
+// cacheMemory is a server process's memory once its review caches were
+// filled to their configured number of entries.
 type cacheMemory struct {
-	entries   int64
+	entries   int64 // configured, each cache
+	held      int   // reviews the verified-signature cache answered on a second pass
 	mem       resident
-	heapInUse uint64
+	heapInUse float64 // the Go heap's spans in use, from the server's metrics
 }
 
 func (m cacheMemory) String() string {
-	return fmt.Sprintf("RSS %d MB (allocated, RssAnon: %d MB; the store file mapped, RssFile: %d MB); Go heap in use %d MB; the bench's clients run in the same process",
-		m.mem.total>>20, m.mem.anon>>20, m.mem.file>>20, m.heapInUse>>20)
+	return fmt.Sprintf("RSS %d MB (allocated, RssAnon: %d MB; mapped files, RssFile: %d MB); Go heap in use %.0f MB; a second pass found %d of %d tokens in the cache",
+		m.mem.total/1e6, m.mem.anon/1e6, m.mem.file/1e6, m.heapInUse/1e6, m.held, m.entries)
 }
 
-// fullCacheMemory starts a server on the size's store, reviews as many new
-// tokens as a review cache holds (each review leaves an entry in both), and
-// measures the process after a GC that returns freed memory to the system.
+// fullCacheMemory runs `portcullis serve` as a process of its own on the
+// size's store, as an operator would, reviews as many new tokens as a
+// review cache holds (each review leaves an entry in both caches), reviews
+// them all again to count how many the cache held, and reads the server
+// process's memory. The bench's clients are not in that process.
 func (s *scaleSize) fullCacheMemory(t *testing.T) cacheMemory {
 	t.Helper()
 	e := s.e
-	e.start(t)
-	defer e.stop()
+	e.stop()
 	entries := e.cfg.Cache.MaxEntries
+	ports := testutil.FreePorts(t, 3)
+	args := []string{"serve", "--config", filepath.Join(e.dir, app.ConfigFile), "--keys-dir", e.cfg.KeysDir,
+		"--bind-address", "127.0.0.1", "--webhook-port", strconv.Itoa(ports[0]), "--secure-port", strconv.Itoa(ports[1]),
+		"--metrics-port", strconv.Itoa(ports[2]), "--cache-max-entries", strconv.FormatInt(entries, 10), "--store-type", e.cfg.Store.Type}
+	if e.cfg.Store.Type == config.StoreEtcd {
+		args = append(args, "--etcd-servers", strings.Join(e.cfg.Store.Endpoints, ","), "--etcd-prefix", e.cfg.Store.Prefix)
+	} else {
+		args = append(args, "--store-path", e.cfg.Store.Path)
+	}
+	logs, err := os.Create(filepath.Join(t.TempDir(), "serve.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logs.Close()
+	cmd := exec.Command(buildPortcullis(t), args...)
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	admin := e.client(t, "admin")
+	issuer := fmt.Sprintf("https://127.0.0.1:%d", ports[1])
+	waitReady(t, admin, issuer, logs.Name())
+
 	hook := e.client(t, "kube-apiserver-client")
-	url := "https://" + e.srv.WebhookAddr().String() + "/authenticate"
+	url := fmt.Sprintf("https://127.0.0.1:%d/authenticate", ports[0])
+	var all []string
 	for left := int(entries); left > 0; left -= 10000 {
-		minted, _ := e.mint(t, min(left, 10000))
+		minted, _ := mintAt(t, admin, issuer, min(left, 10000))
 		s.minted += len(minted)
+		all = append(all, minted...)
 		if rate, _ := runLoad(len(minted), concurrency, func(i int) error { return review(hook, url, reviewBody(minted[i])) }); rate == 0 {
 			t.Fatal("reviews failed")
 		}
 	}
-	time.Sleep(100 * time.Millisecond) // ristretto applies its sets from a buffer
-	debug.FreeOSMemory()
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	return cacheMemory{entries: entries, mem: residentMemory(t), heapInUse: ms.HeapInuse}
+	metricsURL := fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[2])
+	hitsBefore := scrape(t, metricsURL, "portcullis_cache_hits_total")
+	if rate, _ := runLoad(len(all), concurrency, func(i int) error { return review(hook, url, reviewBody(all[i])) }); rate == 0 {
+		t.Fatal("reviews failed")
+	}
+	held := int(scrape(t, metricsURL, "portcullis_cache_hits_total") - hitsBefore)
+	return cacheMemory{entries: entries, held: held, mem: residentMemoryOf(t, strconv.Itoa(cmd.Process.Pid)),
+		heapInUse: scrape(t, metricsURL, "go_memstats_heap_inuse_bytes")}
 }
 
-func printScale(backend string, rows []scaleRow) {
+// buildPortcullis builds the portcullis binary into the test's temporary
+// directory and returns its path.
+func buildPortcullis(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "portcullis")
+	build := exec.Command("go", "build", "-o", bin, "portcullis.dev/portcullis/cmd/portcullis")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		t.Fatalf("build portcullis: %v", err)
+	}
+	return bin
+}
+
+// waitReady polls the issuer's /readyz for up to a minute; on failure the
+// server's log, in the file logs, is printed.
+func waitReady(t *testing.T, c *http.Client, issuer, logs string) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if resp, err := c.Get(issuer + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+	}
+	out, _ := os.ReadFile(logs)
+	t.Fatalf("portcullis serve never became ready:\n%s", out)
+}
+
+// scrape reads one sample without labels from a Prometheus text page.
+func scrape(t *testing.T, url, name string) float64 {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("%s has no sample %s", url, name)
+	return 0
+}
+
+func printScale(backend string, rows []*scaleSize, full cacheMemory, budget string) {
+	fmt.Printf("\nmemory of `portcullis serve` on the %d-record store (a process of its own), every review cache full (%d entries each): %s\n  %s\n",
+		rows[len(rows)-1].records, full.entries, full, budget)
 	fmt.Printf("\nPortcullis scale benchmark (%s; one run, one machine; %d interleaved rounds, medians; ratios to the first row)\n\n", backend, scaleRounds)
 	fmt.Printf("%12s %10s %10s %12s %12s %12s %12s %10s %8s %12s\n", "records", "fill", "ready", "reviews/s", "cached/s", "create p50", "list p50", "prune p50", "RSS MB", "at the end")
 	for _, r := range rows {
 		fmt.Printf("%12d %10s %10s %12.0f %12.0f %12s %12s %10s %8d %12d\n", r.records, r.fill.Round(time.Second), r.ready().Round(time.Millisecond),
-			median(r.uncached), median(r.cached), r.create.Round(time.Microsecond), r.list.Round(time.Microsecond), r.prune.Round(time.Microsecond), r.rss>>20, r.recordsAtEnd)
+			median(r.uncached), median(r.cached), r.create().Round(time.Microsecond), r.list().Round(time.Microsecond), r.prune().Round(time.Microsecond), r.rss/1e6, r.records+r.minted)
 	}
 	for _, r := range rows {
 		starts := make([]string, len(r.readies))
@@ -245,7 +340,7 @@ func printScale(backend string, rows []scaleRow) {
 		fmt.Printf("\n%d vs %d records (target: each within 1.20; rates as first/this):\n", r.records, first.records)
 		fmt.Printf("  ready %.2f   reviews %.2f   cached %.2f   create %.2f   list %.2f   prune %.2f\n",
 			ratio(r.ready(), first.ready()), median(first.uncached)/median(r.uncached), median(first.cached)/median(r.cached),
-			ratio(r.create, first.create), ratio(r.list, first.list), ratio(r.prune, first.prune))
+			ratio(r.create(), first.create()), ratio(r.list(), first.list()), ratio(r.prune(), first.prune()))
 	}
 }
 
@@ -264,31 +359,26 @@ func median(r []float64) float64 {
 	return s[len(s)/2]
 }
 
-// scaleRow is one size's figures over every round.
-type scaleRow struct {
-	records, recordsAtEnd     int
-	fill, create, list, prune time.Duration
-	readies                   []time.Duration // every start, in order
-	uncached, cached          []float64       // one rate a round
-	rss                       int64           // after the last round
-}
-
-// ready is the median start.
-func (r scaleRow) ready() time.Duration { return percentile(r.readies, 0.5) }
-
 func ratio(a, b time.Duration) float64 { return float64(a) / float64(b) }
 
 // scaleSize is one size's filled store, the server directory on it, and
 // what its rounds measured.
 type scaleSize struct {
 	e                *env
-	records, minted  int
+	records, minted  int // filled, and added since by the rounds
 	fill             time.Duration
-	readies, prunes  []time.Duration
+	readies          []time.Duration // every start, in order
+	prunes           []time.Duration
 	creates, lists   []time.Duration
-	uncached, cached []float64
-	rss              int64
+	uncached, cached []float64 // one rate a round
+	rss              int64     // after the last round
 }
+
+// ready, create, list and prune are the medians of the size's samples.
+func (s *scaleSize) ready() time.Duration  { return percentile(s.readies, 0.5) }
+func (s *scaleSize) create() time.Duration { return percentile(s.creates, 0.5) }
+func (s *scaleSize) list() time.Duration   { return percentile(s.lists, 0.5) }
+func (s *scaleSize) prune() time.Duration  { return percentile(s.prunes, 0.5) }
 
 // fillSize fills a store (bbolt, or what storeConfig sets) with n records.
 func fillSize(t *testing.T, n int, storeConfig func(*config.Config)) *scaleSize {
@@ -370,15 +460,6 @@ func (s *scaleSize) measureRound(t *testing.T, round int) {
 	}
 	s.rss = rss(t)
 	e.stop()
-}
-
-// row sums up the size's rounds: medians of every sample.
-func (s *scaleSize) row() scaleRow {
-	return scaleRow{
-		records: s.records, recordsAtEnd: s.records + s.minted, fill: s.fill,
-		create: percentile(s.creates, 0.5), list: percentile(s.lists, 0.5), prune: percentile(s.prunes, 0.5),
-		readies: s.readies, uncached: s.uncached, cached: s.cached, rss: s.rss,
-	}
 }
 
 // fillStore writes n records through the store package: 90% ServiceAccount
@@ -494,9 +575,13 @@ type resident struct {
 	file int64
 }
 
-func residentMemory(t *testing.T) resident {
+func residentMemory(t *testing.T) resident { return residentMemoryOf(t, "self") }
+
+// residentMemoryOf reads the resident memory of process pid ("self": this
+// one).
+func residentMemoryOf(t *testing.T, pid string) resident {
 	t.Helper()
-	data, err := os.ReadFile("/proc/self/status")
+	data, err := os.ReadFile("/proc/" + pid + "/status")
 	if err != nil {
 		t.Fatal(err)
 	}
