@@ -12,6 +12,7 @@ import (
 	"hash"
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
@@ -23,6 +24,9 @@ const DefaultMaxEntries = 100_000
 // Cache is a bounded cache of V by string key, each entry costing 1.
 type Cache[V any] struct {
 	c *ristretto.Cache[string, V]
+	// The counters are kept here, not by ristretto: its metrics also hold
+	// the admission time of up to 100,000 keys, some 50 bytes an entry.
+	hits, misses, evictions atomic.Uint64
 }
 
 // New returns a cache of at most maxEntries entries (0: DefaultMaxEntries).
@@ -32,17 +36,28 @@ func New[V any](maxEntries int64) (*Cache[V], error) {
 	}
 	// Every entry costs 1, so MaxCost counts entries; ristretto's internal
 	// per-entry cost would otherwise cut the bound to a fraction.
+	cc := &Cache[V]{}
 	c, err := ristretto.NewCache(&ristretto.Config[string, V]{
-		NumCounters: 10 * maxEntries, MaxCost: maxEntries, BufferItems: 64, IgnoreInternalCost: true, Metrics: true,
+		NumCounters: 10 * maxEntries, MaxCost: maxEntries, BufferItems: 64, IgnoreInternalCost: true,
+		OnEvict: func(*ristretto.Item[V]) { cc.evictions.Add(1) },
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cache: %w", err)
 	}
-	return &Cache[V]{c: c}, nil
+	cc.c = c
+	return cc, nil
 }
 
 // Get returns the entry for key, if cached.
-func (c *Cache[V]) Get(key string) (V, bool) { return c.c.Get(key) }
+func (c *Cache[V]) Get(key string) (V, bool) {
+	v, ok := c.c.Get(key)
+	if ok {
+		c.hits.Add(1)
+	} else {
+		c.misses.Add(1)
+	}
+	return v, ok
+}
 
 // Set caches v for ttl (nothing when ttl is not positive). It may be dropped.
 func (c *Cache[V]) Set(key string, v V, ttl time.Duration) {
@@ -66,13 +81,15 @@ func (c *Cache[V]) Close() { c.c.Close() }
 
 // Stats counts what the cache answered.
 type Stats struct {
-	Hits, Misses, Evictions uint64
+	Hits, Misses uint64
+	// Evictions counts the entries dropped to make room, at expiry, or by
+	// Clear; not those deleted by Del.
+	Evictions uint64
 }
 
 // Stats returns the cache's counters.
 func (c *Cache[V]) Stats() Stats {
-	m := c.c.Metrics
-	return Stats{Hits: m.Hits(), Misses: m.Misses(), Evictions: m.KeysEvicted()}
+	return Stats{Hits: c.hits.Load(), Misses: c.misses.Load(), Evictions: c.evictions.Load()}
 }
 
 // Keyer turns tokens into cache keys: an HMAC-SHA256 under a per-process

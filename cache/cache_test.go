@@ -71,3 +71,37 @@ func TestTokenKeyIsNotTheToken(t *testing.T) {
 		t.Fatal("two keyers share an HMAC key")
 	}
 }
+
+// Entries dropped for room count as evictions; those deleted do not.
+func TestEvictionsCountDroppedEntries(t *testing.T) {
+	const size = 10
+	c, err := New[int](size)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	for i := range 10 * size {
+		c.Set(strconv.Itoa(i), i, time.Hour)
+		c.Wait()
+	}
+	held := 0
+	for i := range 10 * size {
+		if _, ok := c.Get(strconv.Itoa(i)); ok {
+			held++
+		}
+	}
+	if held > size {
+		t.Fatalf("%d entries held in a cache sized for %d", held, size)
+	}
+	evicted := c.Stats().Evictions
+	if evicted < uint64(9*size) {
+		t.Fatalf("%d evictions counted after %d sets into a cache sized for %d", evicted, 10*size, size)
+	}
+	for i := range 10 * size {
+		c.Del(strconv.Itoa(i))
+	}
+	c.Wait()
+	if got := c.Stats().Evictions; got != evicted {
+		t.Fatalf("deletes counted as evictions: %d, then %d", evicted, got)
+	}
+}
