@@ -75,12 +75,25 @@ type Verified struct {
 	Subject   string
 	KeyID     string
 	Audiences []string
-	IssuedAt  time.Time
-	NotBefore time.Time
-	Expiry    time.Time
+	// IssuedAt, NotBefore and Expiry are the token's iat, nbf (0: none) and
+	// exp as it carries them, whole seconds since the epoch: a third of the
+	// size of a time.Time, in every cached entry.
+	IssuedAt, NotBefore, Expiry int64
 	// Record is set for stateless tokens, which have no stored record: their
 	// identity, built from the claims.
 	Record *store.Record
+}
+
+// verifiedTimes are a verified token's times as time.Time; NotBefore is
+// zero when the token has none.
+type verifiedTimes struct{ IssuedAt, NotBefore, Expiry time.Time }
+
+func (v *Verified) times() verifiedTimes {
+	t := verifiedTimes{IssuedAt: time.Unix(v.IssuedAt, 0), Expiry: time.Unix(v.Expiry, 0)}
+	if v.NotBefore != 0 {
+		t.NotBefore = time.Unix(v.NotBefore, 0)
+	}
+	return t
 }
 
 // Result is the outcome of a review that could be decided.

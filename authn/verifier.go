@@ -222,7 +222,10 @@ func (v *Verifier) review(ctx context.Context, token string, requested []string)
 		return res, nil
 	}
 	if !hit {
-		v.tokens.Set(key, verified, verified.Expiry.Sub(now))
+		// The subjects are equal (checked above): the cached entry shares
+		// the record's copy rather than holding one of its own.
+		verified.Subject = rec.Subject
+		v.tokens.Set(key, verified, time.Unix(verified.Expiry, 0).Sub(now))
 	}
 	if rec.Kind == store.KindUser {
 		v.state.Touch(rec.JTI, now)
@@ -290,9 +293,11 @@ func (v *Verifier) verify(token string) (*Verified, Reason) {
 		Subject:   p.Subject,
 		KeyID:     key.ID,
 		Audiences: internAll(p.Audience),
-		IssuedAt:  tokenfmt.Time(p.IssuedAt),
-		NotBefore: tokenfmt.Time(p.NotBefore),
-		Expiry:    tokenfmt.Time(p.Expiry),
+		IssuedAt:  *p.IssuedAt,
+		Expiry:    *p.Expiry,
+	}
+	if p.NotBefore != nil {
+		vt.NotBefore = *p.NotBefore
 	}
 	if p.Private.Stateless {
 		issued, err := tokenfmt.ParseIssuedAt(p.Private.IssuedAt)
@@ -301,14 +306,15 @@ func (v *Verifier) verify(token string) (*Verified, Reason) {
 		}
 		vt.Record = &store.Record{
 			JTI: p.ID, Kind: store.Kind(p.Private.Kind), Subject: p.Subject, Groups: p.Private.Groups, Extra: p.Private.Extra,
-			Audiences: vt.Audiences, KeyID: key.ID, IssuedAt: issued, ExpiresAt: vt.Expiry, Binding: boundObject(p.Private.Binding),
+			Audiences: vt.Audiences, KeyID: key.ID, IssuedAt: issued, ExpiresAt: tokenfmt.Time(p.Expiry), Binding: boundObject(p.Private.Binding),
 		}
 	}
 	return vt, ""
 }
 
-func (v *Verifier) checkTimes(t *Verified, now time.Time) Reason {
+func (v *Verifier) checkTimes(vt *Verified, now time.Time) Reason {
 	leeway := v.opts.Leeway
+	t := vt.times()
 	switch {
 	case now.After(t.Expiry.Add(leeway)):
 		return ReasonExpired
