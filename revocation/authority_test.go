@@ -183,3 +183,64 @@ func TestSubjectMarksExpireAndOnlyTheNewestIsKept(t *testing.T) {
 		t.Fatalf("the index still holds %d expired marks", n)
 	}
 }
+
+// TestCachedUserTokensKeepWhetherDisabled: the record cache drops a user
+// token's API fields, but a review still reads whether it is disabled, both
+// from a record read from the store and from one this replica created.
+func TestCachedUserTokensKeepWhetherDisabled(t *testing.T) {
+	c, st, clk := newAuthority(t, 100)
+	ctx := context.Background()
+	for _, disabled := range []bool{false, true} {
+		user := func(jti string) *store.Record {
+			return &store.Record{JTI: jti, Kind: store.KindUser, Subject: "u", IssuedAt: clk.Now(), ExpiresAt: clk.Now().Add(time.Hour),
+				User: &store.UserToken{Name: "token-" + jti, Description: "ci", Disabled: disabled, Labels: map[string]string{"a": "b"}}}
+		}
+		stored, created := "stored-"+strconv.FormatBool(disabled), "created-"+strconv.FormatBool(disabled)
+		if err := st.CreateRecord(ctx, user(stored), store.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.CreateRecord(ctx, user(created), store.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		c.Wait()
+		for _, jti := range []string{stored, created} {
+			for range 2 { // the store's copy, then the cached one
+				got, err := c.Record(ctx, jti)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.User == nil || got.User.Disabled != disabled {
+					t.Fatalf("record %s for reviews: user %+v, want disabled=%v", jti, got.User, disabled)
+				}
+				c.Wait()
+			}
+		}
+		if got, _ := st.GetRecord(ctx, created); got.User.Name != "token-"+created || got.User.Description != "ci" {
+			t.Fatalf("the stored record lost its API fields: %+v", got.User)
+		}
+	}
+}
+
+// TestCachedServiceAccountRecordsKeepTheirAccount: the record cache shares
+// a ServiceAccount token's uid between the record and its bound account,
+// and both still read as stored.
+func TestCachedServiceAccountRecordsKeepTheirAccount(t *testing.T) {
+	c, st, clk := newAuthority(t, 100)
+	ctx := context.Background()
+	account := store.BoundObject{APIVersion: "v1", Kind: "ServiceAccount", Namespace: "ns", Name: "sa", UID: "5f0c4f86-8f51-4c39-a0a4-2b5d4e0f6a11"}
+	rec := &store.Record{JTI: "j1", Kind: store.KindServiceAccount, Subject: "system:serviceaccount:ns:sa", UID: account.UID,
+		IssuedAt: clk.Now(), ExpiresAt: clk.Now().Add(time.Hour), ServiceAccount: &account}
+	if err := st.CreateRecord(ctx, rec, store.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the store's copy, then the cached one
+		got, err := c.Record(ctx, "j1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.UID != account.UID || got.ServiceAccount == nil || *got.ServiceAccount != account {
+			t.Fatalf("record for reviews: uid %q, account %+v; want %q, %+v", got.UID, got.ServiceAccount, account.UID, account)
+		}
+		c.Wait()
+	}
+}

@@ -106,11 +106,35 @@ func (a *Authority) ListRecords(ctx context.Context, opts store.ListOptions) (*s
 	return a.store.ListRecords(ctx, opts)
 }
 
+// The user token part of a record as a review reads it: whether the token
+// is disabled, and nothing else. Shared by every cached record, so never
+// written.
+var (
+	enabledUserToken  = &store.UserToken{}
+	disabledUserToken = &store.UserToken{Disabled: true}
+)
+
 // forReviews trims r, in place, to what the record cache holds: what a
 // review reads. The strings many records share (kind, key id, groups) are
-// held once, not once per cached record.
+// held once, not once per cached record, and a user token's API fields
+// (name, description, labels...) are dropped.
 func forReviews(r *store.Record) *store.Record {
 	r.Audiences = nil
+	// A cluster ServiceAccount token's record holds the account's uid twice:
+	// the bound object shares the record's copy (on a copy of its own, as
+	// the caller of CreateRecord still holds the original).
+	if sa := r.ServiceAccount; sa != nil && sa.UID == r.UID {
+		shared := *sa
+		shared.UID = r.UID
+		r.ServiceAccount = &shared
+	}
+	if r.User != nil {
+		if r.User.Disabled {
+			r.User = disabledUserToken
+		} else {
+			r.User = enabledUserToken
+		}
+	}
 	r.Kind = store.Kind(unique.Make(string(r.Kind)).Value())
 	r.KeyID = unique.Make(r.KeyID).Value()
 	if len(r.Groups) > 0 {

@@ -66,6 +66,8 @@ var mutants = []mutant{
 	{"verifier: record kid", "authn/verifier.go", `|| rec.KeyID != verified.KeyID {`, `|| false {`},
 	{"verifier: record expiry", "authn/verifier.go", `if !now.Before(rec.ExpiresAt) {`, `if false {`},
 	{"verifier: disabled", "authn/verifier.go", `if rec.User != nil && rec.User.Disabled {`, `if false {`},
+	{"revocation: a cached user token keeps whether it is disabled", "revocation/records.go",
+		"\t\tif r.User.Disabled {\n\t\t\tr.User = disabledUserToken", "\t\tif false {\n\t\t\tr.User = disabledUserToken"},
 	{"revocation: this replica's deletion wins over its cached copy", "revocation/records.go",
 		"\tif changed {\n\t\tif ch.record == nil {", "\tif changed && false {\n\t\tif ch.record == nil {"},
 
