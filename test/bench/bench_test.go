@@ -80,18 +80,25 @@ func (e *env) start(tb testing.TB) {
 	ctx, cancel := context.WithCancel(context.Background())
 	e.srv, e.cancel, e.done = srv, cancel, make(chan error, 1)
 	go func() { e.done <- srv.Run(ctx) }()
-	c := e.client(tb, "admin")
 	// Polled every millisecond: the scale rows compare ready times of tens
 	// of milliseconds, which a coarser poll would round up to its period.
-	for deadline := time.Now().Add(4 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
-		if resp, err := c.Get("https://" + srv.IssuerAddr().String() + "/readyz"); err == nil {
+	if !pollReady(e.client(tb, "admin"), "https://"+srv.IssuerAddr().String(), 4*time.Second, time.Millisecond) {
+		tb.Fatal("server never became ready")
+	}
+}
+
+// pollReady polls the issuer's /readyz every period until it answers 200
+// (true) or within has passed (false).
+func pollReady(c *http.Client, issuerURL string, within, every time.Duration) bool {
+	for deadline := time.Now().Add(within); time.Now().Before(deadline); time.Sleep(every) {
+		if resp, err := c.Get(issuerURL + "/readyz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				return true
 			}
 		}
 	}
-	tb.Fatal("server never became ready")
+	return false
 }
 
 func (e *env) stop() {

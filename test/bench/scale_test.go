@@ -241,7 +241,10 @@ func (s *scaleSize) fullCacheMemory(t *testing.T) cacheMemory {
 	}()
 	admin := e.client(t, "admin")
 	issuer := fmt.Sprintf("https://127.0.0.1:%d", ports[1])
-	waitReady(t, admin, issuer, logs.Name())
+	if !pollReady(admin, issuer, time.Minute, 10*time.Millisecond) {
+		out, _ := os.ReadFile(logs.Name())
+		t.Fatalf("portcullis serve never became ready:\n%s", out)
+	}
 
 	hook := e.client(t, "kube-apiserver-client")
 	url := fmt.Sprintf("https://127.0.0.1:%d/authenticate", ports[0])
@@ -275,22 +278,6 @@ func buildPortcullis(t *testing.T) string {
 		t.Fatalf("build portcullis: %v", err)
 	}
 	return bin
-}
-
-// waitReady polls the issuer's /readyz for up to a minute; on failure the
-// server's log, in the file logs, is printed.
-func waitReady(t *testing.T, c *http.Client, issuer, logs string) {
-	t.Helper()
-	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if resp, err := c.Get(issuer + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-	}
-	out, _ := os.ReadFile(logs)
-	t.Fatalf("portcullis serve never became ready:\n%s", out)
 }
 
 // scrape reads one sample without labels from a Prometheus text page.
