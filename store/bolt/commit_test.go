@@ -172,3 +172,45 @@ func TestAFailedLogMakesTheStoreUnready(t *testing.T) {
 		t.Fatalf("a record written before the failure: %v", err)
 	}
 }
+
+// TestAppendedBucketsFillTheirPages: records created in minting order fill
+// the pages of the buckets they append to (records, expiry, key index) to
+// about 90%, where bbolt's default split leaves each page half empty.
+func TestAppendedBucketsFillTheirPages(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "portcullis.db")
+	s, err := Open(path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now().Add(time.Hour)
+	for i := range 3000 {
+		r := testRecord(fmt.Sprintf("j%06d", i))
+		r.ExpiresAt = start.Add(time.Duration(i) * time.Second)
+		if err := s.CreateRecord(context.Background(), r, store.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	err = db.View(func(tx *bbolt.Tx) error {
+		for _, name := range [][]byte{bucketRecords, bucketExpiry, indexBuckets[store.IndexKey]} {
+			st := tx.Bucket(name).Stats()
+			if st.LeafPageN < 2 {
+				t.Fatalf("bucket %s: %d leaf pages; the test needs splits", name, st.LeafPageN)
+			}
+			if fill := float64(st.LeafInuse) / float64(st.LeafAlloc); fill < 0.8 {
+				t.Errorf("bucket %s: leaf pages %.0f%% full, want at least 80%%", name, 100*fill)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
