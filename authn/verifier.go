@@ -59,6 +59,8 @@ func NewVerifier(ring Keys, state State, opts VerifierOptions) (*Verifier, error
 	if opts.Rand == nil {
 		opts.Rand = rand.Reader
 	}
+	// Cached entries share this slice: the caller's cannot change it.
+	opts.APIAudiences = slices.Clone(opts.APIAudiences)
 	keyer, err := cache.NewKeyer(opts.Rand)
 	if err != nil {
 		return nil, err
@@ -292,7 +294,7 @@ func (v *Verifier) verify(token string) (*Verified, Reason) {
 		JTI:       p.ID,
 		Subject:   p.Subject,
 		KeyID:     key.ID,
-		Audiences: internAll(p.Audience),
+		Audiences: v.sharedAudiences(p.Audience),
 		IssuedAt:  *p.IssuedAt,
 		Expiry:    *p.Expiry,
 	}
@@ -362,6 +364,16 @@ func boundObject(b *tokenfmt.Binding) *store.BoundObject {
 		return nil
 	}
 	return &store.BoundObject{APIVersion: b.APIVersion, Kind: b.Kind, Namespace: b.Namespace, Name: b.Name, UID: b.UID}
+}
+
+// sharedAudiences returns the API audiences' own slice when list equals it,
+// as most tokens' audiences do, so that the cached entries of those tokens
+// hold one list between them; any other list with each audience interned.
+func (v *Verifier) sharedAudiences(list []string) []string {
+	if slices.Equal(list, v.opts.APIAudiences) {
+		return v.opts.APIAudiences
+	}
+	return internAll(list)
 }
 
 // internAll replaces each string of list by its canonical copy: the few

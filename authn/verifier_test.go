@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
@@ -284,5 +285,29 @@ func TestStaleReplicaDecidesNothing(t *testing.T) {
 	}
 	if res, err := v.Review(context.Background(), fresh.Value, nil); err != nil || !res.Authenticated() {
 		t.Fatalf("after a resync: %+v %v; want authenticated", res, err)
+	}
+}
+
+// TestCachedEntriesShareTheAPIAudiences: tokens minted for the API audiences
+// hold one list between their cached entries, not a copy each; a token for
+// other audiences keeps its own.
+func TestCachedEntriesShareTheAPIAudiences(t *testing.T) {
+	f := newFixture(t)
+	var lists [][]string
+	for _, tok := range []*issuer.Token{f.mint(t, "a", time.Hour), f.mint(t, "b", time.Hour), f.mint(t, "c", time.Hour, "other")} {
+		vt, reason := f.verifier.verify(tok.Value)
+		if reason != "" {
+			t.Fatalf("verify: %s", reason)
+		}
+		lists = append(lists, vt.Audiences)
+	}
+	if !slices.Equal(lists[0], []string{testAudience}) || !slices.Equal(lists[2], []string{"other"}) {
+		t.Fatalf("audiences = %v", lists)
+	}
+	if unsafe.SliceData(lists[0]) != unsafe.SliceData(lists[1]) {
+		t.Error("two tokens for the API audiences hold a list each")
+	}
+	if unsafe.SliceData(lists[2]) == unsafe.SliceData(lists[0]) {
+		t.Error("a token for other audiences holds the API audiences' list")
 	}
 }
