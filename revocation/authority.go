@@ -73,8 +73,9 @@ type Authority struct {
 	clock clock.PassiveClock
 	log   *slog.Logger
 
-	records *cache.Cache[*store.Record]
-	lookups singleflight.Group
+	records    *cache.Cache[*store.Record]
+	lookups    singleflight.Group
+	groupLists *sharedLists // the group lists of cached records
 
 	mu       sync.RWMutex
 	revoked  map[string]time.Time   // jti -> when its record expires (then the entry can go)
@@ -144,6 +145,7 @@ func New(s store.Store, opts Options) (*Authority, error) {
 		clock:       opts.Clock,
 		log:         opts.Logger,
 		records:     records,
+		groupLists:  newSharedLists(maxSharedLists),
 		revoked:     map[string]time.Time{},
 		subjects:    map[string]subjectMark{},
 		changed:     map[string]change{},

@@ -3,9 +3,11 @@ package revocation
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
+	"unsafe"
 
 	"portcullis.dev/portcullis/store/bolt/bolttest"
 
@@ -242,5 +244,67 @@ func TestCachedServiceAccountRecordsKeepTheirAccount(t *testing.T) {
 			t.Fatalf("record for reviews: uid %q, account %+v; want %q, %+v", got.UID, got.ServiceAccount, account.UID, account)
 		}
 		c.Wait()
+	}
+}
+
+// TestCachedRecordsShareTheirGroupLists: two tokens of one namespace, read
+// for reviews, hold one group list between them; a token with other groups
+// holds its own.
+func TestCachedRecordsShareTheirGroupLists(t *testing.T) {
+	c, st, clk := newAuthority(t, 100)
+	ctx := context.Background()
+	groups := map[string][]string{
+		"j1": {"system:serviceaccounts", "system:serviceaccounts:ns"},
+		"j2": {"system:serviceaccounts", "system:serviceaccounts:ns"},
+		"j3": {"system:serviceaccounts", "system:serviceaccounts:other"},
+	}
+	for jti, g := range groups {
+		rec := &store.Record{JTI: jti, Kind: store.KindServiceAccount, Subject: "system:serviceaccount:ns:sa", Groups: g,
+			IssuedAt: clk.Now(), ExpiresAt: clk.Now().Add(time.Hour)}
+		if err := st.CreateRecord(ctx, rec, store.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := map[string][]string{}
+	for jti, want := range groups {
+		got, err := c.Record(ctx, jti)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got.Groups, want) {
+			t.Fatalf("%s: groups %v, want %v", jti, got.Groups, want)
+		}
+		if cap(got.Groups) != len(got.Groups) {
+			t.Fatalf("%s: groups have room for %d more: an append would write into the shared list", jti, cap(got.Groups)-len(got.Groups))
+		}
+		read[jti] = got.Groups
+	}
+	if unsafe.SliceData(read["j1"]) != unsafe.SliceData(read["j2"]) {
+		t.Error("two records with the same groups hold a list each")
+	}
+	if unsafe.SliceData(read["j3"]) == unsafe.SliceData(read["j1"]) {
+		t.Error("a record with other groups holds the first list")
+	}
+}
+
+// TestSharedListsAreExactAndBounded: lists that would join to the same text
+// stay apart, and past its bound the holder copies lists without keeping them.
+func TestSharedListsAreExactAndBounded(t *testing.T) {
+	s := newSharedLists(2)
+	lists := [][]string{{"a", "b"}, {"ab"}, {"a\x00b"}, {"a", "b"}}
+	var got [][]string
+	for _, l := range lists {
+		got = append(got, s.share(l))
+	}
+	for i, l := range lists {
+		if !slices.Equal(got[i], l) {
+			t.Fatalf("share(%q) = %q", l, got[i])
+		}
+	}
+	if unsafe.SliceData(got[3]) != unsafe.SliceData(got[0]) {
+		t.Error("an equal list was not shared")
+	}
+	if len(s.lists) != 2 {
+		t.Errorf("holds %d lists, want its bound, 2", len(s.lists))
 	}
 }

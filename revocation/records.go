@@ -2,7 +2,9 @@ package revocation
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"sync"
 	"time"
 	"unique"
 
@@ -55,7 +57,7 @@ func (a *Authority) Record(ctx context.Context, jti string) (*store.Record, erro
 			return nil, err
 		}
 		r.JTI = jti // the reviewer's copy: one string for its cache and this one
-		r = forReviews(r)
+		r = a.forReviews(r)
 		a.records.Set(jti, r, a.opts.Staleness)
 		return r, nil
 	})
@@ -71,7 +73,7 @@ func (a *Authority) CreateRecord(ctx context.Context, r *store.Record, opts stor
 		return err
 	}
 	c := *r
-	a.records.Set(r.JTI, forReviews(&c), a.opts.Staleness)
+	a.records.Set(r.JTI, a.forReviews(&c), a.opts.Staleness)
 	return nil
 }
 
@@ -115,10 +117,10 @@ var (
 )
 
 // forReviews trims r, in place, to what the record cache holds: what a
-// review reads. The strings many records share (kind, key id, groups) are
-// held once, not once per cached record, and a user token's API fields
-// (name, description, labels...) are dropped.
-func forReviews(r *store.Record) *store.Record {
+// review reads. What many records share (kind, key id, group lists) is held
+// once, not once per cached record, and a user token's API fields (name,
+// description, labels...) are dropped.
+func (a *Authority) forReviews(r *store.Record) *store.Record {
 	r.Audiences = nil
 	// A cluster ServiceAccount token's record holds the account's uid twice:
 	// the bound object shares the record's copy (on a copy of its own, as
@@ -138,13 +140,57 @@ func forReviews(r *store.Record) *store.Record {
 	r.Kind = store.Kind(unique.Make(string(r.Kind)).Value())
 	r.KeyID = unique.Make(r.KeyID).Value()
 	if len(r.Groups) > 0 {
-		groups := make([]string, len(r.Groups))
-		for i, g := range r.Groups {
-			groups[i] = unique.Make(g).Value()
-		}
-		r.Groups = groups
+		r.Groups = a.groupLists.share(r.Groups)
 	}
 	return r
+}
+
+// maxSharedLists bounds the distinct group lists an authority shares between
+// its cached records; records with lists beyond it keep a copy each.
+const maxSharedLists = 1 << 16
+
+// sharedLists holds distinct string lists once each (up to max of them):
+// the tokens of one ServiceAccount namespace, or of one user, carry the same
+// groups. The lists are never written, and have no room past their length,
+// so an append to one (kube-apiserver's adds system:authenticated to a
+// user's groups) makes a copy.
+type sharedLists struct {
+	mu    sync.RWMutex
+	lists map[string][]string // the list, each item prefixed by its length -> the list
+	max   int
+}
+
+func newSharedLists(maxLists int) *sharedLists {
+	return &sharedLists{lists: map[string][]string{}, max: maxLists}
+}
+
+// share returns the held list equal to list, else a copy of list (with its
+// strings interned), held from now on while there is room.
+func (s *sharedLists) share(list []string) []string {
+	var key []byte
+	for _, item := range list {
+		key = binary.AppendUvarint(key, uint64(len(item)))
+		key = append(key, item...)
+	}
+	s.mu.RLock()
+	held, ok := s.lists[string(key)]
+	s.mu.RUnlock()
+	if ok {
+		return held
+	}
+	own := make([]string, len(list))
+	for i, item := range list {
+		own[i] = unique.Make(item).Value()
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if held, ok := s.lists[string(key)]; ok {
+		return held
+	}
+	if len(s.lists) < s.max {
+		s.lists[string(key)] = own
+	}
+	return own
 }
 
 func (a *Authority) remember(jti string, r *store.Record) {
