@@ -92,7 +92,7 @@ var mutants = []mutant{
 
 	// Durability: a record or revocation is acknowledged only once synced.
 	{"bolt: fsync before acknowledging", "store/bolt/bolt.go",
-		`FreelistType: bbolt.FreelistMapType}`, `FreelistType: bbolt.FreelistMapType, NoSync: true}`},
+		`FreelistType: bbolt.FreelistArrayType}`, `FreelistType: bbolt.FreelistArrayType, NoSync: true}`},
 	{"bolt: the log syncs a new record before it is acknowledged", "store/bolt/wal.go",
 		"if err := fileutil.Fdatasync(l.f); err != nil {\n\t\treturn 0, fmt.Errorf(\"bolt: sync log", "if err := error(nil); err != nil {\n\t\treturn 0, fmt.Errorf(\"bolt: sync log"},
 	{"bolt: a torn frame ends the log", "store/bolt/wal.go",
