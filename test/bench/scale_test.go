@@ -56,7 +56,7 @@ func TestBenchScale(t *testing.T) {
 			m.entries, perReview, b/1e6, m.mem.anon/1e6, b/1e6+150)
 	}
 	// bbolt first: its files are removed before the etcd members start.
-	sizes, full := measureSizes(t, "PORTCULLIS_BENCH_SCALE", nil)
+	sizes, full := measureSizes(t, "PORTCULLIS_BENCH_SCALE", nil, perReview)
 	printScale("bbolt", sizes, full, budget(full))
 	if os.Getenv("PORTCULLIS_BENCH_SCALE_ETCD") != "" {
 		// Each size gets a member of its own, so that the small row's etcd
@@ -76,7 +76,7 @@ func TestBenchScale(t *testing.T) {
 				endpoint = testutil.StartEtcd(t)
 			}
 			c.Store = config.Store{Type: config.StoreEtcd, Endpoints: []string{endpoint}, Prefix: "/scale/"}
-		})
+		}, perReview)
 		printScale(where, sizes, full, budget(full))
 	}
 }
@@ -157,8 +157,10 @@ const scaleRounds = 5
 // measureSizes fills a store for each size listed in the variable env
 // (bbolt, or what storeConfig sets), then measures them in interleaved
 // rounds. It returns the sizes and the memory of a server on the largest
-// with both review caches full.
-func measureSizes(t *testing.T, env string, storeConfig func(*config.Config)) ([]*scaleSize, cacheMemory) {
+// with both review caches full, and prints that server's memory in a
+// memory cgroup limited to the bound of the caches' budget (perReview
+// bytes a cached review) + 150 MB, where the machine lets it make one.
+func measureSizes(t *testing.T, env string, storeConfig func(*config.Config), perReview float64) ([]*scaleSize, cacheMemory) {
 	t.Helper()
 	var sizes []*scaleSize
 	for _, f := range strings.Split(os.Getenv(env), ",") {
@@ -178,9 +180,21 @@ func measureSizes(t *testing.T, env string, storeConfig func(*config.Config)) ([
 		}
 	}
 	// Memory at the largest size, with both review caches filled to their
-	// configured size.
+	// configured size: first as a process of its own, then in a memory
+	// cgroup limited to the issue's bound, the caches' budget + 150 MB.
 	largest := sizes[len(sizes)-1]
-	full := largest.fullCacheMemory(t)
+	full := largest.fullCacheMemory(t, nil)
+	bound := int64(float64(full.entries)*perReview) + 150e6
+	if group, why := newMemoryCgroup(t, bound); group == nil {
+		fmt.Printf("\nno run in a memory cgroup: %s\n", why)
+	} else {
+		if largest.e.cfg.Store.Type == config.StoreBolt {
+			dropCachedPages(t, largest.e.cfg.Store.Path)
+		}
+		contained := largest.fullCacheMemory(t, group)
+		fmt.Printf("\nmemory of `portcullis serve` on the %d-record store in a memory cgroup limited to budget + 150 MB = %d MB, GOMEMLIMIT the same, its store file's pages dropped from the page cache first: %s\n",
+			largest.records, bound/1e6, contained)
+	}
 	for _, s := range sizes {
 		if s.e.cfg.Store.Type == config.StoreBolt {
 			os.Remove(s.e.cfg.Store.Path)
@@ -195,23 +209,33 @@ func measureSizes(t *testing.T, env string, storeConfig func(*config.Config)) ([
 // cacheMemory is a server process's memory once its review caches were
 // filled to their configured number of entries.
 type cacheMemory struct {
-	entries   int64 // configured, each cache
-	held      int   // reviews the verified-signature cache answered on a second pass
-	mem       resident
-	heapInUse float64 // the Go heap's spans in use, from the server's metrics
+	entries    int64 // configured, each cache
+	held       int   // reviews the verified-signature cache answered on a second pass
+	mem        resident
+	heapInUse  float64 // the Go heap's spans in use, from the server's metrics
+	firstSight float64 // the median rate of the first-sight reviews that filled the caches
+	// contained is what the memory cgroup the server ran in was charged,
+	// when it ran in one.
+	contained *cgroupMemory
 }
 
 func (m cacheMemory) String() string {
-	return fmt.Sprintf("RSS %d MB (allocated, RssAnon: %d MB; mapped files, RssFile: %d MB); Go heap in use %.0f MB; a second pass found %d of %d tokens in the cache",
-		m.mem.total/1e6, m.mem.anon/1e6, m.mem.file/1e6, m.heapInUse/1e6, m.held, m.entries)
+	s := fmt.Sprintf("RSS %d MB (allocated, RssAnon: %d MB; mapped files, RssFile: %d MB); Go heap in use %.0f MB; a second pass found %d of %d tokens in the cache; first-sight reviews filling it %.0f/s",
+		m.mem.total/1e6, m.mem.anon/1e6, m.mem.file/1e6, m.heapInUse/1e6, m.held, m.entries, m.firstSight)
+	if m.contained != nil {
+		s += "; the cgroup " + m.contained.String()
+	}
+	return s
 }
 
 // fullCacheMemory runs `portcullis serve` as a process of its own on the
 // size's store, as an operator would, reviews as many new tokens as a
 // review cache holds (each review leaves an entry in both caches), reviews
 // them all again to count how many the cache held, and reads the server
-// process's memory. The bench's clients are not in that process.
-func (s *scaleSize) fullCacheMemory(t *testing.T) cacheMemory {
+// process's memory. The bench's clients are not in that process. With a
+// group, the server runs in it, with GOMEMLIMIT set to the group's limit
+// as the manifests set it to the container's.
+func (s *scaleSize) fullCacheMemory(t *testing.T, group *memoryCgroup) cacheMemory {
 	t.Helper()
 	e := s.e
 	e.stop()
@@ -230,7 +254,13 @@ func (s *scaleSize) fullCacheMemory(t *testing.T) cacheMemory {
 		t.Fatal(err)
 	}
 	defer logs.Close()
-	cmd := exec.Command(buildPortcullis(t), args...)
+	bin := buildPortcullis(t)
+	cmd := exec.Command(bin, args...)
+	if group != nil {
+		name, wrapped := group.wrap(bin, args)
+		cmd = exec.Command(name, wrapped...)
+		cmd.Env = append(os.Environ(), "GOMEMLIMIT="+strconv.FormatInt(group.limit, 10))
+	}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -249,13 +279,16 @@ func (s *scaleSize) fullCacheMemory(t *testing.T) cacheMemory {
 	hook := e.client(t, "kube-apiserver-client")
 	url := fmt.Sprintf("https://127.0.0.1:%d/authenticate", ports[0])
 	var all []string
+	var firstSight []float64
 	for left := int(entries); left > 0; left -= 10000 {
 		minted, _ := mintAt(t, admin, issuer, min(left, 10000))
 		s.minted += len(minted)
 		all = append(all, minted...)
-		if rate, _ := runLoad(len(minted), concurrency, func(i int) error { return review(hook, url, reviewBody(minted[i])) }); rate == 0 {
+		rate, _ := runLoad(len(minted), concurrency, func(i int) error { return review(hook, url, reviewBody(minted[i])) })
+		if rate == 0 {
 			t.Fatal("reviews failed")
 		}
+		firstSight = append(firstSight, rate)
 	}
 	metricsURL := fmt.Sprintf("http://127.0.0.1:%d/metrics", ports[2])
 	hitsBefore := scrape(t, metricsURL, "portcullis_cache_hits_total")
@@ -263,8 +296,13 @@ func (s *scaleSize) fullCacheMemory(t *testing.T) cacheMemory {
 		t.Fatal("reviews failed")
 	}
 	held := int(scrape(t, metricsURL, "portcullis_cache_hits_total") - hitsBefore)
-	return cacheMemory{entries: entries, held: held, mem: residentMemoryOf(t, strconv.Itoa(cmd.Process.Pid)),
-		heapInUse: scrape(t, metricsURL, "go_memstats_heap_inuse_bytes")}
+	m := cacheMemory{entries: entries, held: held, mem: residentMemoryOf(t, strconv.Itoa(cmd.Process.Pid)),
+		heapInUse: scrape(t, metricsURL, "go_memstats_heap_inuse_bytes"), firstSight: median(firstSight)}
+	if group != nil {
+		charged := group.memory(t)
+		m.contained = &charged
+	}
+	return m
 }
 
 // buildPortcullis builds the portcullis binary into the test's temporary
