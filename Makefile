@@ -57,7 +57,7 @@ comma := ,
 
 .PHONY: bench-scale
 bench-scale: ## Print how costs grow with the store: bbolt with SCALE records (default 10k,1M), etcd with SCALE_ETCD (default 10k,1M, empty skips etcd; in its own process when .e2e/bin/etcd exists).
-	PORTCULLIS_BENCH_ETCD_BIN=$(wildcard $(CURDIR)/.e2e/bin/etcd) PORTCULLIS_BENCH_SCALE=$(or $(SCALE),10000$(comma)1000000) PORTCULLIS_BENCH_SCALE_ETCD=$(if $(filter undefined,$(origin SCALE_ETCD)),10000$(comma)1000000,$(SCALE_ETCD)) $(GO) test ./test/bench -run '^TestBenchScale$$' -count=1 -v -timeout 60m | grep -v '^=== RUN\|^--- PASS\|^PASS'
+	PORTCULLIS_BENCH_ETCD_BIN=$(wildcard $(CURDIR)/.e2e/bin/etcd) PORTCULLIS_BENCH_SCALE=$(or $(SCALE),10000$(comma)1000000) PORTCULLIS_BENCH_SCALE_ETCD=$(if $(filter undefined,$(origin SCALE_ETCD)),10000$(comma)1000000,$(SCALE_ETCD)) $(GO) test ./test/bench -run '^TestBenchScale$$' -count=1 -v -timeout 90m | grep -v '^=== RUN\|^--- PASS\|^PASS'
 
 .PHONY: soak
 soak: ## Soak: reviews at 80% of the measured maximum for SOAK (default 10m) with mints, revocations and a rotation.
